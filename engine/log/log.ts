@@ -175,6 +175,12 @@ export interface Log {
 
   beginTransaction(options: TransactionOptions): Promise<LogTransaction>;
 
+  /**
+   * Deletes the records of a partition below `before` (Kafka's `deleteRecords`): the start offset moves there.
+   * Used to purge repartition topics once their records are consumed and committed.
+   */
+  deleteRecords(topic: string, partition: number, before: Offset): Promise<void>;
+
   /** Applies retention and compaction now (on Kafka, the broker does this on its own schedule). */
   runMaintenance(nowMs?: number): Promise<MaintenanceReport>;
 }

@@ -394,6 +394,19 @@ export function runLogSuite(name: string, factory: () => Promise<LogFixture>): v
         expect(fromZero.logStartOffset).toBe(2);
       });
 
+      it('deletes records below an offset on request (deleteRecords)', async () => {
+        const name = topicName('delete-records');
+        await log.createTopic({ name, partitions: 1 });
+        await log.append(Array.from({ length: 10 }, (_, i) => ({ topic: name, partition: 0, value: buf(String(i)) })));
+        await log.deleteRecords(name, 0, offset(4));
+        const [p] = await log.partitionOffsets(name);
+        expect([p!.start, p!.end]).toEqual([4, 10]);
+        const records = await readAll(log, name, 0);
+        expect(records.map((r) => r.offset)).toEqual([4, 5, 6, 7, 8, 9]);
+        await log.deleteRecords(name, 0, offset(2));
+        expect((await log.partitionOffsets(name))[0]!.start).toBe(4);
+      });
+
       it('deletes the oldest records beyond retentionBytes', async () => {
         const name = topicName('retain-size');
         await log.createTopic({ name, partitions: 1, retentionBytes: 10_000 });

@@ -615,6 +615,15 @@ export class EmbeddedLog implements Log {
     };
   }
 
+  async deleteRecords(topicName: string, partitionIndex: number, before: Offset): Promise<void> {
+    this.#checkOpen();
+    const { topic, partition } = this.#requirePartition(topicName, partitionIndex);
+    if (!Number.isSafeInteger(before) || before < 0) {
+      throw new MillraceError('MILLRACE_OFFSET_INVALID', `offset must be a non-negative integer, got ${before}`);
+    }
+    await this.#deletePrefix(topic, partition, () => Math.min(before, partition.end));
+  }
+
   // ---------------------------------------------------------------- retention and compaction
 
   async runMaintenance(nowMs: number = this.#clock()): Promise<MaintenanceReport> {
@@ -651,28 +660,44 @@ export class EmbeddedLog implements Log {
     const { retentionMs, retentionBytes } = topic.info;
     if (retentionMs === null && retentionBytes === null) return 0;
     const cutoff = retentionMs === null ? -Infinity : nowMs - retentionMs;
+    let size = partition.sizeBytes;
+    return this.#deletePrefix(topic, partition, undefined, (timestamp, bytes) => {
+      const expired = timestamp < cutoff || (retentionBytes !== null && size > retentionBytes);
+      if (expired) size -= bytes;
+      return expired;
+    });
+  }
+
+  /**
+   * Deletes records from the start of a partition, in chunks, while they are below `until()` or `expired` says so.
+   * Only ever moves the start forward; the time index entries of deleted records go with them.
+   */
+  async #deletePrefix(
+    topic: TopicLog,
+    partition: PartitionLog,
+    until?: () => number,
+    expired?: (timestamp: number, bytes: number) => boolean,
+  ): Promise<number> {
     let deleted = 0;
     for (;;) {
-      // Each chunk is a prefix of the partition: retention only ever moves the start forward.
       const deletes: Buffer[] = [];
       let freed = 0;
       let newStart = partition.start;
-      let size = partition.sizeBytes;
-      const end = partition.end;
+      const end = until?.() ?? partition.end;
       for await (const [key, value] of this.#db.iterator({
         gte: recordKey(topic.id, partition.index, partition.start),
         lt: recordKey(topic.id, partition.index, end),
         limit: MAINTENANCE_CHUNK,
       })) {
-        const tooOld = peekRecord(value).timestamp < cutoff;
-        const tooBig = retentionBytes !== null && size > retentionBytes;
-        if (!tooOld && !tooBig) break;
+        if (expired !== undefined && !expired(peekRecord(value).timestamp, value.length)) break;
         deletes.push(key);
         freed += value.length;
-        size -= value.length;
         newStart = offsetOfRecordKey(key) + 1;
       }
-      if (deletes.length === 0) return deleted;
+      const chunkFull = deletes.length === MAINTENANCE_CHUNK;
+      // Without a predicate everything below `until` goes, including gaps left by compaction.
+      if (expired === undefined && !chunkFull) newStart = Math.max(newStart, end);
+      if (newStart <= partition.start) return deleted;
       const indexDeletes: Buffer[] = [];
       const indexRange = prefixRange(partitionPrefix(PREFIX_TIME_INDEX, topic.id, partition.index));
       for await (const [key, value] of this.#db.iterator(indexRange)) {
@@ -691,7 +716,7 @@ export class EmbeddedLog implements Log {
         };
       });
       deleted += deletes.length;
-      if (deletes.length < MAINTENANCE_CHUNK) return deleted;
+      if (!chunkFull) return deleted;
     }
   }
 

@@ -1,0 +1,164 @@
+/**
+ * Throughput of the engine on the embedded log, each figure printed as a ratio to raw `classic-level` batch
+ * writes measured in the same run (the machines are shared and noisy: only same-run ratios mean anything).
+ *
+ *   npm run bench                 # 3 rounds, median reported
+ *   npm run bench -- --quick      # 1 round, smaller input
+ *
+ * The last line of each scenario is machine-readable: `BENCH name=… value=… baseline=… ratio=…`.
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { ClassicLevel } from 'classic-level';
+import { EmbeddedLog } from '../engine/log/embedded/embedded-log.js';
+import type { AppendRecord } from '../engine/log/log.js';
+import { silentLogger } from '../engine/logger.js';
+import { Metrics } from '../engine/metrics/metrics.js';
+import { TopologyRunner } from '../engine/runtime/runner.js';
+import { Serdes } from '../engine/serde/serde.js';
+import { LevelBackend } from '../engine/state/backend.js';
+import { StreamsBuilder } from '../engine/topology/builder.js';
+import type { Topology } from '../engine/topology/topology.js';
+
+const quick = process.argv.includes('--quick');
+const ROUNDS = quick ? 1 : 3;
+const EVENTS = quick ? 100_000 : 300_000;
+const PARTITIONS = 4;
+const KEYS = 10_000;
+const APPEND_BATCH = 1_000;
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.floor(sorted.length / 2)]!;
+}
+
+async function withDir<T>(fn: (dir: string) => Promise<T>): Promise<T> {
+  const dir = await mkdtemp(join(tmpdir(), 'millrace-bench-'));
+  try {
+    return await fn(dir);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+function event(i: number): { key: Buffer; value: Buffer } {
+  return {
+    key: Buffer.from(`user-${(i * 7919) % KEYS}`),
+    value: Buffer.from(JSON.stringify({ seq: i, amount: (i % 997) / 10, country: i % 3 === 0 ? 'NL' : 'FR' })),
+  };
+}
+
+/** Baseline: the same records written straight into LevelDB, in batches, as fast as it goes. */
+async function rawLevelWrites(): Promise<number> {
+  return withDir(async (dir) => {
+    const db = new ClassicLevel<Buffer, Buffer>(join(dir, 'db'), { keyEncoding: 'buffer', valueEncoding: 'buffer' });
+    await db.open();
+    const started = performance.now();
+    for (let i = 0; i < EVENTS; i += APPEND_BATCH) {
+      const ops = [];
+      for (let j = i; j < i + APPEND_BATCH; j++) {
+        const key = Buffer.allocUnsafe(17);
+        key[0] = 3;
+        key.writeUInt32BE(1, 1);
+        key.writeUInt32BE(j % PARTITIONS, 5);
+        key.writeBigUInt64BE(BigInt(j), 9);
+        ops.push({ type: 'put' as const, key, value: event(j).value });
+      }
+      await db.batch(ops);
+    }
+    const seconds = (performance.now() - started) / 1000;
+    await db.close();
+    return EVENTS / seconds;
+  });
+}
+
+function statelessTopology(): Topology {
+  const b = new StreamsBuilder('bench-stateless');
+  b.stream<string, { seq: number; amount: number; country: string }>('in')
+    .filter('big-enough', (r) => r.value.amount >= 0)
+    .mapValues('enrich', (v) => ({ ...v, cents: Math.round(v.amount * 100) }))
+    .to('out');
+  return b.build();
+}
+
+function keyedCountTopology(): Topology {
+  const b = new StreamsBuilder('bench-count');
+  b.stream<string, unknown>('in').groupByKey('by-user').count('counts').toStream('changes').to('out', { valueSerde: Serdes.json<number>() });
+  return b.build();
+}
+
+/** Produce `EVENTS` records while the topology runs; events/s from the first append to the last output committed. */
+async function topologyThroughput(build: () => Topology): Promise<number> {
+  return withDir(async (dir) => {
+    const log = new EmbeddedLog({ path: join(dir, 'log') });
+    await log.open();
+    await log.createTopic({ name: 'in', partitions: PARTITIONS });
+    await log.createTopic({ name: 'out', partitions: PARTITIONS });
+    const topology = build();
+    const runner = new TopologyRunner({
+      log,
+      topology,
+      config: {
+        commitIntervalMs: 100,
+        commitMaxRecords: 10_000,
+        pollMaxRecords: 1_000,
+        pollMaxWaitMs: 100,
+        purgeRepartitionRecords: 10_000,
+        cacheMaxBytesPerStore: 16 * 1024 * 1024,
+        errorPolicy: 'dead-letter',
+      },
+      metrics: new Metrics({ defaultMetrics: false }),
+      logger: silentLogger(),
+      openBackend: (store, partition) => new LevelBackend(log.db, `${topology.applicationId}/${store.name}`, partition),
+    });
+    await runner.start();
+    const started = performance.now();
+    for (let i = 0; i < EVENTS; i += APPEND_BATCH) {
+      const records: AppendRecord[] = [];
+      for (let j = i; j < i + APPEND_BATCH; j++) records.push({ topic: 'in', ...event(j) });
+      await log.append(records);
+    }
+    for (;;) {
+      const done = runner.tasks.flatMap((t) => t.inputs()).reduce((sum, input) => sum + input.committed, 0);
+      if (done >= EVENTS) break;
+      await new Promise((resolve) => setTimeout(resolve, 2));
+    }
+    const seconds = (performance.now() - started) / 1000;
+    await runner.stop();
+    const outputs = (await log.partitionOffsets('out')).reduce((sum, p) => sum + p.end, 0);
+    if (outputs !== EVENTS) throw new Error(`expected ${EVENTS} outputs, found ${outputs}`);
+    await log.close();
+    return EVENTS / seconds;
+  });
+}
+
+function report(name: string, values: number[], baselines: number[]): void {
+  const value = median(values);
+  const baseline = median(baselines);
+  const ratio = value / baseline;
+  console.log(`${name}: ${Math.round(value).toLocaleString('en')} events/s (rounds: ${values.map((v) => Math.round(v)).join(', ')})`);
+  console.log(`  vs raw classic-level batch writes ${Math.round(baseline).toLocaleString('en')} writes/s: ratio ${ratio.toFixed(3)}`);
+  console.log(`BENCH name=${name} value=${value.toFixed(0)} baseline=${baseline.toFixed(0)} ratio=${ratio.toFixed(4)}`);
+}
+
+async function main(): Promise<void> {
+  console.log(`Millrace benchmarks: ${EVENTS.toLocaleString('en')} events, ${PARTITIONS} partitions, ${KEYS.toLocaleString('en')} keys, ${ROUNDS} round(s), Node ${process.version}`);
+  const baseline: number[] = [];
+  const stateless: number[] = [];
+  const keyedCount: number[] = [];
+  // Interleaved rounds, so a burst of load from a neighbour hits every scenario alike.
+  for (let round = 0; round < ROUNDS; round++) {
+    baseline.push(await rawLevelWrites());
+    stateless.push(await topologyThroughput(statelessTopology));
+    keyedCount.push(await topologyThroughput(keyedCountTopology));
+  }
+  report('embedded.produce-stateless-sink', stateless, baseline);
+  report('embedded.keyed-count', keyedCount, baseline);
+}
+
+main().catch((err: unknown) => {
+  console.error(err);
+  process.exitCode = 1;
+});

@@ -1,0 +1,130 @@
+import { readFile } from 'node:fs/promises';
+import { dirname, resolve } from 'node:path';
+import { z } from 'zod';
+import { MillraceError, errorMessage } from './errors.js';
+import { LOG_LEVELS } from './logger.js';
+
+/**
+ * Every setting of the engine, declared once: type, default, bounds and what it does. Validated once at start,
+ * then frozen. Units are in the names.
+ */
+const TopicConfig = z.object({
+  name: z.string().describe('Topic name (a-z A-Z 0-9 . _ -).'),
+  partitions: z.number().int().min(1).max(10_000).default(1).describe('Number of partitions.'),
+  schema: z.string().optional().describe('A folder of schemas/ (e.g. "example-event") whose versions become the value schema.'),
+  compacted: z.boolean().default(false).describe('Keep only the latest record per key.'),
+  retentionMs: z.number().int().min(0).nullable().default(null).describe('Delete records older than this; null keeps them.'),
+  retentionBytes: z.number().int().min(0).nullable().default(null).describe('Delete the oldest records beyond this size per partition.'),
+}).strict();
+
+const TopologyRef = z.union([
+  z.string(),
+  z.object({
+    module: z.string().describe('A topology module: a path (relative to the config file) or a built-in name such as "examples/keyed-count".'),
+    options: z.record(z.string(), z.unknown()).default({}).describe('Passed to the module when it exports a function.'),
+  }).strict(),
+]);
+
+export const ConfigSchema = z.object({
+  dataDir: z.string().default('.millrace').describe('Where the embedded log and state live.'),
+  schemasDir: z.string().default('schemas').describe('Folder of Avro schemas: schemas/<event>/v<N>.avsc.'),
+  logLevel: z.enum(LOG_LEVELS).default('info').describe('Structured log level (logs go to stderr as JSON lines).'),
+  http: z.object({
+    host: z.string().default('127.0.0.1').describe('Interface the HTTP API listens on.'),
+    port: z.number().int().min(0).max(65_535).default(8080).describe('Port of the HTTP API (0: any free port).'),
+    bodyLimitBytes: z.number().int().min(1024).max(256 * 1024 * 1024).default(1024 * 1024).describe('Largest request body accepted.'),
+    maxRecordsPerRequest: z.number().int().min(1).max(1_000_000).default(10_000).describe('Most records in one produce request.'),
+  }).strict().default({ host: '127.0.0.1', port: 8080, bodyLimitBytes: 1024 * 1024, maxRecordsPerRequest: 10_000 }),
+  log: z.object({
+    fsync: z.boolean().default(false).describe('fsync every write (survives power loss, much slower); writes always survive a process crash.'),
+    maintenanceIntervalMs: z.number().int().min(0).default(30_000).describe('How often retention and compaction run (0: never).'),
+  }).strict().default({ fsync: false, maintenanceIntervalMs: 30_000 }),
+  runtime: z.object({
+    commitIntervalMs: z.number().int().min(1).max(3_600_000).default(100).describe('Longest time between checkpoints while records flow.'),
+    commitMaxRecords: z.number().int().min(1).max(10_000_000).default(10_000).describe('Checkpoint after at most this many records per task.'),
+    pollMaxRecords: z.number().int().min(1).max(100_000).default(1_000).describe('Records read per fetch of one partition.'),
+    pollMaxWaitMs: z.number().int().min(0).max(60_000).default(500).describe('How long an idle task waits for new records per fetch.'),
+    cacheMaxBytesPerStore: z.number().int().min(0).default(16 * 1024 * 1024).describe('Write-back cache per store and task.'),
+    purgeRepartitionRecords: z.number().int().min(1).default(10_000).describe('Delete consumed repartition records in chunks of this many.'),
+    errorPolicy: z.enum(['dead-letter', 'fail']).default('dead-letter').describe('What a task does with a record it cannot process.'),
+  }).strict().default({
+    commitIntervalMs: 100,
+    commitMaxRecords: 10_000,
+    pollMaxRecords: 1_000,
+    pollMaxWaitMs: 500,
+    cacheMaxBytesPerStore: 16 * 1024 * 1024,
+    purgeRepartitionRecords: 10_000,
+    errorPolicy: 'dead-letter',
+  }),
+  topics: z.array(TopicConfig).default([]).describe('Topics created at start if missing.'),
+  topologies: z.array(TopologyRef).default([]).describe('Topologies to run.'),
+}).strict();
+
+export type MillraceConfig = z.infer<typeof ConfigSchema>;
+export type TopicConfig = z.infer<typeof TopicConfig>;
+export type TopologyRef = z.infer<typeof TopologyRef>;
+
+export interface LoadedConfig {
+  readonly config: Readonly<MillraceConfig>;
+  /** Directory that relative paths in the config are resolved against. */
+  readonly baseDir: string;
+}
+
+/** Validates a config object, reporting every problem with its path and what to fix. */
+export function parseConfig(input: unknown, source = 'configuration'): MillraceConfig {
+  const result = ConfigSchema.safeParse(input);
+  if (!result.success) {
+    const problems = result.error.issues.map((issue) => `  - ${issue.path.length > 0 ? issue.path.join('.') : '(root)'}: ${issue.message}`);
+    throw new MillraceError('MILLRACE_CONFIG_INVALID', `${source} is invalid:\n${problems.join('\n')}`, {
+      details: { issues: result.error.issues.map((i) => ({ path: i.path.join('.'), message: i.message })) },
+    });
+  }
+  return deepFreeze(result.data);
+}
+
+export interface ConfigOverrides {
+  readonly dataDir?: string;
+  readonly host?: string;
+  readonly port?: number;
+}
+
+/** Reads a JSON config file (or none), applies command-line overrides, validates once, freezes. */
+export async function loadConfig(file: string | undefined, overrides: ConfigOverrides = {}): Promise<LoadedConfig> {
+  let raw: Record<string, unknown> = {};
+  let baseDir = process.cwd();
+  if (file !== undefined) {
+    const path = resolve(file);
+    baseDir = dirname(path);
+    let text: string;
+    try {
+      text = await readFile(path, 'utf8');
+    } catch (err) {
+      throw new MillraceError('MILLRACE_CONFIG_INVALID', `cannot read the config file ${path}: ${errorMessage(err)}`, { cause: err });
+    }
+    try {
+      raw = JSON.parse(text) as Record<string, unknown>;
+    } catch (err) {
+      throw new MillraceError('MILLRACE_CONFIG_INVALID', `the config file ${path} is not valid JSON: ${errorMessage(err)}`, { cause: err });
+    }
+    if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
+      throw new MillraceError('MILLRACE_CONFIG_INVALID', `the config file ${path} must hold a JSON object`);
+    }
+  }
+  const http = { ...((raw['http'] as object | undefined) ?? {}) } as Record<string, unknown>;
+  if (overrides.host !== undefined) http['host'] = overrides.host;
+  if (overrides.port !== undefined) http['port'] = overrides.port;
+  const merged: Record<string, unknown> = { ...raw, http };
+  if (overrides.dataDir !== undefined) merged['dataDir'] = overrides.dataDir;
+  const config = parseConfig(merged, file === undefined ? 'the configuration' : `the config file ${resolve(file)}`);
+  // Relative paths in a file are relative to the file; given on the command line, to the working directory.
+  const dataDir = overrides.dataDir !== undefined ? resolve(overrides.dataDir) : resolve(baseDir, config.dataDir);
+  return { config: deepFreeze({ ...config, dataDir, schemasDir: resolve(baseDir, config.schemasDir) }), baseDir };
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value !== null && typeof value === 'object' && !Object.isFrozen(value)) {
+    Object.freeze(value);
+    for (const child of Object.values(value as Record<string, unknown>)) deepFreeze(child);
+  }
+  return value;
+}

@@ -1,0 +1,44 @@
+/**
+ * Millrace's public API. Modules under `internals` are not part of it; everything exported here is.
+ */
+export { ErrorCodes, MillraceError, isMillraceError, problemFor, problemFromError } from './errors.js';
+export type { ErrorCode, Problem } from './errors.js';
+
+export { EmbeddedLog, type EmbeddedLogOptions } from './log/embedded/embedded-log.js';
+export { offset } from './log/log.js';
+export type {
+  AppendRecord,
+  AppendResult,
+  CleanupPolicy,
+  Headers,
+  Log,
+  LogCapabilities,
+  LogRecord,
+  LogTransaction,
+  Offset,
+  PartitionOffsets,
+  ReadBatch,
+  ReadOptions,
+  TopicInfo,
+  TopicPartitionOffset,
+  TopicSpec,
+} from './log/log.js';
+export { Partitioner, partitionForKey } from './log/partitioner.js';
+
+export { Serdes, type Serde, type SerdeContext } from './serde/serde.js';
+export { avroSerde } from './serde/avro-serde.js';
+export { EmbeddedSchemaRegistry } from './serde/embedded-registry.js';
+export { keySubject, valueSubject, type RegisteredSchema, type SchemaRegistry } from './serde/registry.js';
+
+export { StreamsBuilder, KStream, KGroupedStream, KTable, TimeWindowedKStream, windowedSerde } from './topology/builder.js';
+export { Topology, TopologyDraft, type TopologyDescription, type StoreSpec } from './topology/topology.js';
+export type { Processor, ProcessorContext, ProcessorSupplier } from './topology/processor.js';
+export type { KeyValue, RecordMetadata, StreamRecord, TimeWindow, Windowed } from './topology/record.js';
+export { TimeWindows, TumblingWindows, type WindowSpec } from './operators/windows.js';
+export type { KeyValueStore, ReadOnlyKeyValueStore, KeyValueEntry } from './state/key-value-store.js';
+
+export type { DeadLetter, ErrorPolicy } from './runtime/dead-letter.js';
+export type { TopologyContext } from './runtime/modules.js';
+export { Engine } from './runtime/engine.js';
+export { loadConfig, parseConfig, type MillraceConfig } from './config.js';
+export { TopologyTestDriver, TestInputTopic, TestOutputTopic } from './testing/topology-test-driver.js';

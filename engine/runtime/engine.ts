@@ -1,0 +1,157 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { FastifyInstance } from 'fastify';
+import type { LoadedConfig, MillraceConfig } from '../config.js';
+import { buildHttpServer } from '../http/server.js';
+import type { Logger } from '../logger.js';
+import { EmbeddedLog } from '../log/embedded/embedded-log.js';
+import { Metrics } from '../metrics/metrics.js';
+import { EmbeddedSchemaRegistry } from '../serde/embedded-registry.js';
+import { valueSubject } from '../serde/registry.js';
+import { registerSchemaFolder } from '../serde/schema-files.js';
+import { LevelBackend } from '../state/backend.js';
+import type { TopologyDescription } from '../topology/topology.js';
+import { loadTopology } from './modules.js';
+import { TopologyRunner } from './runner.js';
+import type { EngineApi, EngineStatus } from './status.js';
+
+export const VERSION: string = readVersion();
+
+function readVersion(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (let i = 0; i < 5; i++) {
+    const candidate = join(dir, 'package.json');
+    if (existsSync(candidate)) {
+      const pkg = JSON.parse(readFileSync(candidate, 'utf8')) as { name?: string; version?: string };
+      if (pkg.name === 'millrace') return pkg.version ?? '0.0.0';
+    }
+    dir = dirname(dir);
+  }
+  return '0.0.0';
+}
+
+export interface EngineStartOptions {
+  readonly logger: Logger;
+  /** Start the HTTP API (default true). */
+  readonly http?: boolean;
+}
+
+/**
+ * One Millrace process: the embedded log, the schema registry, the topologies named in the config, and the HTTP
+ * API. `start` brings them up in that order; `stop` takes them down in reverse, committing every task first.
+ */
+export class Engine implements EngineApi {
+  readonly log: EmbeddedLog;
+  readonly registry: EmbeddedSchemaRegistry;
+  readonly metrics: Metrics;
+  readonly config: Readonly<MillraceConfig>;
+  readonly #logger: Logger;
+  readonly #runners: TopologyRunner[] = [];
+  readonly #startedAt = new Date();
+  #http: FastifyInstance | undefined;
+  #url: string | undefined;
+  #state: EngineStatus['state'] = 'starting';
+
+  private constructor(loaded: LoadedConfig, logger: Logger) {
+    this.config = loaded.config;
+    this.#logger = logger;
+    this.metrics = new Metrics();
+    this.log = new EmbeddedLog({
+      path: join(loaded.config.dataDir, 'log'),
+      fsync: loaded.config.log.fsync,
+      maintenanceIntervalMs: loaded.config.log.maintenanceIntervalMs,
+    });
+    this.registry = new EmbeddedSchemaRegistry(this.log);
+  }
+
+  static async start(loaded: LoadedConfig, options: EngineStartOptions): Promise<Engine> {
+    const engine = new Engine(loaded, options.logger);
+    try {
+      await engine.#start(loaded, options.http ?? true);
+    } catch (err) {
+      await engine.stop().catch(() => undefined);
+      throw err;
+    }
+    return engine;
+  }
+
+  async #start(loaded: LoadedConfig, withHttp: boolean): Promise<void> {
+    const { config } = loaded;
+    await mkdir(config.dataDir, { recursive: true });
+    await this.log.open();
+    await this.registry.open();
+    for (const topic of config.topics) {
+      await this.log.ensureTopic({
+        name: topic.name,
+        partitions: topic.partitions,
+        cleanupPolicy: topic.compacted ? 'compact' : 'delete',
+        retentionMs: topic.retentionMs,
+        retentionBytes: topic.retentionBytes,
+      });
+      if (topic.schema !== undefined) await registerSchemaFolder(this.registry, valueSubject(topic.name), config.schemasDir, topic.schema);
+    }
+    const topologies = [];
+    for (const ref of config.topologies) topologies.push(await loadTopology(ref, loaded.baseDir, this.registry));
+    for (const topology of topologies) {
+      const runner = new TopologyRunner({
+        log: this.log,
+        topology,
+        config: config.runtime,
+        metrics: this.metrics,
+        logger: this.#logger,
+        openBackend: (store, partition) => new LevelBackend(this.log.db, `${topology.applicationId}/${store.name}`, partition),
+      });
+      this.#runners.push(runner);
+      await runner.start();
+    }
+    if (withHttp) {
+      this.#http = await buildHttpServer(this, {
+        bodyLimitBytes: config.http.bodyLimitBytes,
+        maxRecordsPerRequest: config.http.maxRecordsPerRequest,
+        logger: false,
+      });
+      this.#url = await this.#http.listen({ host: config.http.host, port: config.http.port });
+    }
+    this.#state = 'running';
+  }
+
+  /** The HTTP API's address, once listening. */
+  get url(): string | undefined {
+    return this.#url;
+  }
+
+  get schemasDir(): string {
+    return this.config.schemasDir;
+  }
+
+  get runners(): readonly TopologyRunner[] {
+    return this.#runners;
+  }
+
+  topologies(): TopologyDescription[] {
+    return this.#runners.map((r) => r.topology.describe());
+  }
+
+  async status(): Promise<EngineStatus> {
+    const applications = this.#runners.map((r) => r.status());
+    const failed = applications.some((a) => a.state === 'failed');
+    return {
+      state: failed && this.#state === 'running' ? 'failed' : this.#state,
+      startedAt: this.#startedAt.toISOString(),
+      version: VERSION,
+      log: { kind: this.log.kind, location: this.log.path },
+      applications,
+    };
+  }
+
+  async stop(): Promise<void> {
+    if (this.#state === 'stopped') return;
+    this.#state = 'stopping';
+    await this.#http?.close();
+    for (const runner of [...this.#runners].reverse()) await runner.stop();
+    await this.log.close();
+    this.#state = 'stopped';
+  }
+}

@@ -1,0 +1,199 @@
+import { MillraceError } from '../errors.js';
+import type { Logger } from '../logger.js';
+import type { Log } from '../log/log.js';
+import type { LagSample, Metrics } from '../metrics/metrics.js';
+import type { KeyValueBackend } from '../state/backend.js';
+import type { StoreSpec, Topology } from '../topology/topology.js';
+import { deadLetterTopic, type ErrorPolicy } from './dead-letter.js';
+import type { ApplicationStatus } from './status.js';
+import { StreamTask, type TaskConfig } from './stream-task.js';
+
+export interface RunnerConfig extends TaskConfig {
+  readonly errorPolicy: ErrorPolicy;
+  readonly cacheMaxBytesPerStore: number;
+}
+
+export interface RunnerOptions {
+  readonly log: Log;
+  readonly topology: Topology;
+  readonly config: RunnerConfig;
+  readonly metrics: Metrics;
+  readonly logger: Logger;
+  /** Where a store of a task keeps its bytes (on the embedded log: a slice of the log's own LevelDB). */
+  readonly openBackend: (store: StoreSpec, partition: number) => KeyValueBackend;
+  readonly wallClockMs?: () => number;
+}
+
+/**
+ * Runs one topology on a log: works out partition counts, creates internal topics (repartition, changelog,
+ * dead-letter), and runs one `StreamTask` per sub-topology and partition.
+ */
+export class TopologyRunner {
+  readonly topology: Topology;
+  readonly #options: RunnerOptions;
+  readonly #tasks: StreamTask[] = [];
+  readonly #partitions = new Map<string, number>();
+  #state: ApplicationStatus['state'] = 'starting';
+  #error: string | null = null;
+  #removeLagSource: (() => void) | undefined;
+
+  constructor(options: RunnerOptions) {
+    this.topology = options.topology;
+    this.#options = options;
+  }
+
+  get applicationId(): string {
+    return this.topology.applicationId;
+  }
+
+  get tasks(): readonly StreamTask[] {
+    return this.#tasks;
+  }
+
+  async start(): Promise<void> {
+    const { log, topology, logger } = this.#options;
+    try {
+      await this.#resolvePartitions();
+      const taskPartitions = new Map(topology.subtopologies.map((s) => [s.id, this.#partitions.get(s.sourceTopics[0]!)!]));
+      for (const [name, spec] of topology.internalTopics) {
+        if (spec.kind === 'repartition') await log.ensureTopic({ name, partitions: this.#partitions.get(name)! });
+      }
+      for (const sub of topology.subtopologies) {
+        const partitions = taskPartitions.get(sub.id)!;
+        for (const store of sub.stores) {
+          if (topology.stores.get(store)!.changelog) {
+            await log.ensureTopic({ name: topology.changelogTopic(store), partitions, cleanupPolicy: 'compact' });
+          }
+        }
+        for (const topic of sub.sourceTopics) {
+          const dlq = deadLetterTopic(topic);
+          await log.ensureTopic({ name: dlq, partitions: this.#partitions.get(topic)! });
+          this.#partitions.set(dlq, this.#partitions.get(topic)!);
+        }
+      }
+      for (const topic of topology.externalSinkTopics) {
+        if (!this.#partitions.has(topic)) this.#partitions.set(topic, (await this.#describe(topic, 'writes to')).partitions);
+      }
+      const env = {
+        applicationId: topology.applicationId,
+        errorPolicy: this.#options.config.errorPolicy,
+        cacheMaxBytesPerStore: this.#options.config.cacheMaxBytesPerStore,
+        openBackend: this.#options.openBackend,
+        partitionsOf: (topic: string): number => {
+          const n = this.#partitions.get(topic);
+          if (n === undefined) throw new MillraceError('MILLRACE_TOPIC_UNKNOWN', `${topology.applicationId} writes to ${topic}, which it did not find at start`);
+          return n;
+        },
+        wallClockMs: this.#options.wallClockMs ?? Date.now,
+      };
+      for (const sub of topology.subtopologies) {
+        for (let partition = 0; partition < taskPartitions.get(sub.id)!; partition++) {
+          this.#tasks.push(new StreamTask({
+            log,
+            topology,
+            subtopology: sub,
+            partition,
+            env,
+            config: this.#options.config,
+            metrics: this.#options.metrics,
+            logger,
+          }));
+        }
+      }
+      await Promise.all(this.#tasks.map((t) => t.start()));
+      this.#removeLagSource = this.#options.metrics.addLagSource(() => this.lagSamples());
+      this.#state = 'running';
+      logger.info({ application: topology.applicationId, tasks: this.#tasks.length }, 'topology running');
+    } catch (err) {
+      this.#state = 'failed';
+      this.#error = err instanceof Error ? err.message : String(err);
+      await Promise.allSettled(this.#tasks.map((t) => t.stop()));
+      throw err;
+    }
+  }
+
+  /** Source topics must exist and be co-partitioned; repartition topics take the most partitions upstream. */
+  async #resolvePartitions(): Promise<void> {
+    const { topology } = this.#options;
+    for (const topic of topology.externalSourceTopics) {
+      this.#partitions.set(topic, (await this.#describe(topic, 'reads')).partitions);
+    }
+    for (const [name, spec] of topology.internalTopics) if (spec.partitions !== undefined) this.#partitions.set(name, spec.partitions);
+    // Repartition topics downstream of others resolve in later rounds.
+    for (let round = 0; round <= topology.subtopologies.length; round++) {
+      for (const sub of topology.subtopologies) {
+        const known = sub.sourceTopics.map((t) => this.#partitions.get(t));
+        if (known.some((n) => n === undefined)) continue;
+        const most = Math.max(...(known as number[]));
+        for (const sink of sub.sinkTopics) {
+          if (topology.internalTopics.has(sink) && !this.#partitions.has(sink)) this.#partitions.set(sink, most);
+        }
+      }
+    }
+    for (const sub of topology.subtopologies) {
+      const counts = sub.sourceTopics.map((t) => [t, this.#partitions.get(t)] as const);
+      const unresolved = counts.filter(([, n]) => n === undefined);
+      if (unresolved.length > 0) {
+        throw new MillraceError('MILLRACE_TOPOLOGY_INVALID', `cannot work out partitions of ${unresolved.map(([t]) => t).join(', ')}: give the repartition a partition count`);
+      }
+      if (new Set(counts.map(([, n]) => n)).size > 1) {
+        throw new MillraceError(
+          'MILLRACE_TOPOLOGY_INVALID',
+          `topics read together must have the same number of partitions (co-partitioned): ${counts.map(([t, n]) => `${t}=${n}`).join(', ')}`,
+        );
+      }
+    }
+  }
+
+  async #describe(topic: string, verb: string): Promise<{ partitions: number }> {
+    try {
+      return await this.#options.log.describeTopic(topic);
+    } catch (err) {
+      if (err instanceof MillraceError && err.code === 'MILLRACE_TOPIC_UNKNOWN') {
+        throw new MillraceError(
+          'MILLRACE_TOPIC_UNKNOWN',
+          `${this.topology.applicationId} ${verb} topic ${topic}, which does not exist: create it (millrace topics create ${topic} --partitions N) or list it under "topics" in the config`,
+          { cause: err, details: { topic } },
+        );
+      }
+      throw err;
+    }
+  }
+
+  async stop(): Promise<void> {
+    if (this.#state === 'stopped') return;
+    this.#state = 'stopping';
+    await Promise.all(this.#tasks.map((t) => t.stop()));
+    this.#removeLagSource?.();
+    this.#state = this.#tasks.some((t) => t.state === 'failed') ? 'failed' : 'stopped';
+  }
+
+  lagSamples(): LagSample[] {
+    const current = this.#options.log as Log & { highWatermark?: (topic: string, partition: number) => number | undefined };
+    const samples: LagSample[] = [];
+    for (const task of this.#tasks) {
+      for (const input of task.inputs()) {
+        samples.push({
+          application: this.applicationId,
+          task: task.taskId,
+          topic: input.topic,
+          partition: input.partition,
+          position: input.position,
+          highWatermark: current.highWatermark?.(input.topic, input.partition) ?? input.highWatermark,
+        });
+      }
+    }
+    return samples;
+  }
+
+  status(): ApplicationStatus {
+    const tasks = this.#tasks.map((t) => t.status());
+    const failed = tasks.find((t) => t.state === 'failed');
+    return {
+      applicationId: this.applicationId,
+      state: failed !== undefined && this.#state === 'running' ? 'failed' : this.#state,
+      tasks,
+      error: this.#error ?? failed?.error ?? null,
+    };
+  }
+}

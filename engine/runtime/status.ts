@@ -1,0 +1,55 @@
+import type { Log } from '../log/log.js';
+import type { Metrics } from '../metrics/metrics.js';
+import type { SchemaRegistry } from '../serde/registry.js';
+import type { TopologyDescription } from '../topology/topology.js';
+
+export interface InputStatus {
+  readonly topic: string;
+  readonly partition: number;
+  /** Next offset the task will process. */
+  readonly position: number;
+  /** Next offset committed by the last checkpoint. */
+  readonly committed: number;
+  readonly highWatermark: number;
+  readonly lag: number;
+}
+
+export interface TaskStatus {
+  readonly taskId: string;
+  readonly subtopology: number;
+  readonly partition: number;
+  readonly state: 'created' | 'restoring' | 'running' | 'stopped' | 'failed';
+  readonly inputs: readonly InputStatus[];
+  readonly processed: number;
+  readonly deadLettered: number;
+  readonly commits: number;
+  readonly lastCommitAt: string | null;
+  readonly streamTime: string | null;
+  readonly error: string | null;
+}
+
+export interface ApplicationStatus {
+  readonly applicationId: string;
+  readonly state: 'starting' | 'running' | 'stopping' | 'stopped' | 'failed';
+  readonly tasks: readonly TaskStatus[];
+  readonly error: string | null;
+}
+
+export interface EngineStatus {
+  readonly state: 'starting' | 'running' | 'stopping' | 'stopped' | 'failed';
+  readonly startedAt: string;
+  readonly version: string;
+  readonly log: { readonly kind: Log['kind']; readonly location: string };
+  readonly applications: readonly ApplicationStatus[];
+}
+
+/** What the HTTP API and the console need from a running engine. */
+export interface EngineApi {
+  readonly log: Log;
+  readonly registry: SchemaRegistry;
+  readonly metrics: Metrics;
+  /** Folder of Avro schemas (`schemas/<name>/v<N>.avsc`) that `POST /topics` may name. */
+  readonly schemasDir: string;
+  topologies(): TopologyDescription[];
+  status(): Promise<EngineStatus>;
+}

@@ -1,0 +1,419 @@
+import { performance } from 'node:perf_hooks';
+import { MillraceError, errorMessage } from '../errors.js';
+import type { Logger } from '../logger.js';
+import { offset, type AppendRecord, type Log, type LogRecord, type Offset, type ReadBatch } from '../log/log.js';
+import type { Metrics } from '../metrics/metrics.js';
+import { Serdes } from '../serde/serde.js';
+import type { KeyValueBackend } from '../state/backend.js';
+import type { StoreSpec, Subtopology, Topology } from '../topology/topology.js';
+import type { InputStatus, TaskStatus } from './status.js';
+import { TaskExecutor, type TaskEnvironment } from './task-executor.js';
+
+export interface TaskConfig {
+  /** Commit at least this often while records flow. */
+  readonly commitIntervalMs: number;
+  /** Commit after this many records, whatever the time. */
+  readonly commitMaxRecords: number;
+  /** Records fetched per read of one input partition. */
+  readonly pollMaxRecords: number;
+  /** How long a read waits for new records when a task has caught up. */
+  readonly pollMaxWaitMs: number;
+  /** Purge a repartition topic once this many consumed records could be deleted. */
+  readonly purgeRepartitionRecords: number;
+}
+
+interface InputBuffer {
+  readonly topic: string;
+  readonly internal: boolean;
+  records: LogRecord[];
+  index: number;
+  /** Next offset to fetch. */
+  fetchAt: number;
+  /** Next offset to process: advances past each processed record, and past gaps once a batch is used up. */
+  position: number;
+  /** Position as of the last durable checkpoint. */
+  committed: number;
+  highWatermark: number;
+  /** `fetchAt` of the batch in `records`, kept to skip gaps when the batch is used up. */
+  batchNext: number;
+  purgedBefore: number;
+}
+
+const CHECKPOINT_MARKER_KEY = Buffer.from('checkpoint');
+const STREAM_TIME_KEY = Buffer.from('stream-time');
+
+/**
+ * One task: one sub-topology on one partition, driven by a log. Records are processed strictly in offset order,
+ * one at a time. A checkpoint commits the task's outputs, store changes and input positions as one transaction;
+ * on the embedded log that is one LevelDB batch. Checkpoints are pipelined: the next records are processed while
+ * the last checkpoint is being written, and a new checkpoint waits for the previous one to be durable.
+ */
+export class StreamTask {
+  readonly executor: TaskExecutor;
+  readonly #log: Log;
+  readonly #topology: Topology;
+  readonly #config: TaskConfig;
+  readonly #metrics: Metrics;
+  readonly #logger: Logger;
+  readonly #env: TaskEnvironment;
+  readonly #inputs: InputBuffer[];
+  readonly #transactionalId: string;
+  #state: TaskStatus['state'] = 'created';
+  #error: string | null = null;
+  #stopRequested = false;
+  #abort = new AbortController();
+  #inflight: Promise<void> | undefined;
+  #sinceCommit = 0;
+  #lastCommitMs = 0;
+  #lastCommitAt: string | null = null;
+  #commits = 0;
+  #loop: Promise<void> | undefined;
+  /** Per input topic: records processed since the metrics were last updated. */
+  readonly #inCounts = new Map<string, number>();
+  #deadLetteredReported = 0;
+  #meta: KeyValueBackend | undefined;
+
+  constructor(options: {
+    log: Log;
+    topology: Topology;
+    subtopology: Subtopology;
+    partition: number;
+    env: TaskEnvironment;
+    config: TaskConfig;
+    metrics: Metrics;
+    logger: Logger;
+  }) {
+    this.#log = options.log;
+    this.#topology = options.topology;
+    this.#config = options.config;
+    this.#metrics = options.metrics;
+    this.#env = options.env;
+    this.executor = new TaskExecutor(options.topology, options.subtopology, options.partition, options.env);
+    this.#logger = options.logger.child({ application: options.topology.applicationId, task: this.executor.taskId });
+    this.#transactionalId = `${options.topology.applicationId}-${this.executor.taskId}`;
+    this.#inputs = options.subtopology.sourceTopics.map((topic) => ({
+      topic,
+      internal: options.topology.internalTopics.has(topic),
+      records: [],
+      index: 0,
+      fetchAt: 0,
+      position: 0,
+      committed: 0,
+      highWatermark: 0,
+      batchNext: 0,
+      purgedBefore: 0,
+    }));
+    if (!this.#log.capabilities.atomicLocalState) {
+      throw new TypeError('StreamTask commits local state with the log transaction; this log cannot');
+    }
+  }
+
+  get taskId(): string {
+    return this.executor.taskId;
+  }
+
+  get state(): TaskStatus['state'] {
+    return this.#state;
+  }
+
+  /** Restores state if needed, finds where to resume, and starts the processing loop. */
+  async start(): Promise<void> {
+    const group = this.#topology.applicationId;
+    this.#state = 'restoring';
+    await this.#restoreStores();
+    const streamTime = this.#taskMeta().getSync(STREAM_TIME_KEY);
+    if (streamTime !== undefined) this.executor.restoreStreamTime(streamTime.readDoubleBE(0));
+    for (const input of this.#inputs) {
+      const committed = (await this.#log.committedOffsets(group, input.topic)).get(this.executor.partition);
+      const [bounds] = (await this.#log.partitionOffsets(input.topic)).filter((p) => p.partition === this.executor.partition);
+      // Never committed: start at the beginning (Kafka Streams' auto.offset.reset=earliest).
+      const start = committed ?? bounds?.start ?? 0;
+      input.fetchAt = input.position = input.committed = input.batchNext = input.purgedBefore = start;
+      input.highWatermark = bounds?.end ?? 0;
+    }
+    this.executor.init();
+    this.#state = 'running';
+    this.#lastCommitMs = performance.now();
+    this.#logger.info({ positions: Object.fromEntries(this.#inputs.map((i) => [i.topic, i.position])) }, 'task started');
+    this.#loop = this.#run().catch((err: unknown) => this.#fail(err));
+  }
+
+  /** Finishes the record in hand, commits, and stops. */
+  async stop(): Promise<void> {
+    this.#stopRequested = true;
+    this.#abort.abort();
+    await this.#loop;
+    if (this.#state === 'running') this.#state = 'stopped';
+    this.executor.close();
+  }
+
+  /** Resolves when the loop ends (stopped or failed). */
+  get done(): Promise<void> {
+    return this.#loop ?? Promise.resolve();
+  }
+
+  async #run(): Promise<void> {
+    const executor = this.executor;
+    const maxRecords = this.#config.commitMaxRecords;
+    let sinceClockCheck = 0;
+    while (!this.#stopRequested) {
+      const input = this.#nextInput();
+      if (input === undefined) {
+        const fetched = await this.#fill();
+        if (fetched === 0 && this.#commitDue()) await this.#commit();
+        continue;
+      }
+      const record = input.records[input.index++]!;
+      const pending = executor.process(record);
+      if (pending !== undefined) await pending;
+      input.position = record.offset + 1;
+      if (input.index >= input.records.length) {
+        input.position = Math.max(input.position, input.batchNext);
+        input.records = [];
+        input.index = 0;
+      }
+      this.#inCounts.set(input.topic, (this.#inCounts.get(input.topic) ?? 0) + 1);
+      this.#sinceCommit++;
+      if (this.#sinceCommit >= maxRecords || executor.wantsCommit || (++sinceClockCheck >= 64 && ((sinceClockCheck = 0), this.#commitDue()))) {
+        await this.#commit();
+      }
+    }
+    await this.#commit();
+    await this.#inflight;
+  }
+
+  #commitDue(): boolean {
+    return performance.now() - this.#lastCommitMs >= this.#config.commitIntervalMs;
+  }
+
+  /** The input whose next buffered record has the lowest timestamp (Kafka Streams' choice among partitions). */
+  #nextInput(): InputBuffer | undefined {
+    const inputs = this.#inputs;
+    if (inputs.length === 1) {
+      const only = inputs[0]!;
+      return only.index < only.records.length ? only : undefined;
+    }
+    let best: InputBuffer | undefined;
+    for (const input of inputs) {
+      if (input.index >= input.records.length) continue;
+      if (best === undefined || input.records[input.index]!.timestamp < best.records[best.index]!.timestamp) best = input;
+    }
+    return best;
+  }
+
+  /** Fetches into every empty buffer; waits (bounded) only when nothing at all is buffered. */
+  async #fill(): Promise<number> {
+    const empty = this.#inputs.filter((i) => i.index >= i.records.length);
+    if (empty.length === 0) return 0;
+    const anyBuffered = empty.length < this.#inputs.length;
+    const untilCommit = this.#sinceCommit > 0 || this.#positionsMoved()
+      ? Math.max(0, this.#config.commitIntervalMs - (performance.now() - this.#lastCommitMs))
+      : this.#config.pollMaxWaitMs;
+    const maxWaitMs = anyBuffered ? 0 : Math.min(this.#config.pollMaxWaitMs, untilCommit);
+    // The first read that brings records wakes the others: records waiting in one input are not held back.
+    const wake = new AbortController();
+    const onStop = (): void => wake.abort();
+    this.#abort.signal.addEventListener('abort', onStop, { once: true });
+    let fetched = 0;
+    try {
+      const results = await Promise.all(
+        empty.map(async (input): Promise<[InputBuffer, ReadBatch]> => {
+          const batch = await this.#log.read(input.topic, this.executor.partition, offset(input.fetchAt), {
+            maxRecords: this.#config.pollMaxRecords,
+            maxWaitMs,
+            signal: wake.signal,
+          });
+          if (batch.records.length > 0) wake.abort();
+          return [input, batch];
+        }),
+      );
+      for (const [input, batch] of results) {
+        input.highWatermark = batch.highWatermark;
+        input.fetchAt = batch.nextOffset;
+        input.batchNext = batch.nextOffset;
+        if (batch.records.length === 0) {
+          // Nothing to process up to nextOffset (gaps, or records deleted by retention): the position moves on.
+          input.position = Math.max(input.position, batch.nextOffset);
+          continue;
+        }
+        input.records = batch.records;
+        input.index = 0;
+        fetched += batch.records.length;
+      }
+    } finally {
+      this.#abort.signal.removeEventListener('abort', onStop);
+    }
+    return fetched;
+  }
+
+  #positionsMoved(): boolean {
+    return this.#inputs.some((i) => i.position !== i.committed);
+  }
+
+  async #commit(): Promise<void> {
+    // One checkpoint in flight at a time, in order: the previous one must be durable first.
+    await this.#inflight;
+    const executor = this.executor;
+    const hooks = executor.runCommitHooks();
+    if (hooks !== undefined) await hooks;
+    const checkpoint = executor.takeCheckpoint();
+    this.#lastCommitMs = performance.now();
+    if (checkpoint.outputs.length === 0 && checkpoint.stores.length === 0 && !this.#positionsMoved()) {
+      executor.checkpointDurable();
+      return;
+    }
+    const group = this.#topology.applicationId;
+    const positions = this.#inputs.map((i) => ({ topic: i.topic, partition: executor.partition, offset: offset(i.position) }));
+    const transaction = await this.#log.beginTransaction({ transactionalId: this.#transactionalId });
+    transaction.append(checkpoint.outputs);
+    for (const { store, backend, changes } of checkpoint.stores) {
+      transaction.addLocalWrites!(backend.writesFor(changes));
+      if (store.changelog) {
+        const topic = this.#topology.changelogTopic(store.name);
+        const records: AppendRecord[] = changes.map(([key, value]) => ({ topic, partition: executor.partition, key, value }));
+        transaction.append(records);
+        transaction.addLocalWrites!(this.#marker(store).writesFor([[CHECKPOINT_MARKER_KEY, Buffer.from('1')]]));
+      }
+    }
+    if (executor.streamTimeMs >= 0) {
+      const streamTime = Buffer.allocUnsafe(8);
+      streamTime.writeDoubleBE(executor.streamTimeMs, 0);
+      transaction.addLocalWrites!(this.#taskMeta().writesFor([[STREAM_TIME_KEY, streamTime]]));
+    }
+    transaction.commitOffsets(group, positions);
+    const started = performance.now();
+    const outputs = checkpoint.outputs;
+    const inCounts = new Map(this.#inCounts);
+    this.#inCounts.clear();
+    this.#sinceCommit = 0;
+    this.#inflight = transaction.commit().then(
+      () => {
+        executor.checkpointDurable();
+        for (const input of this.#inputs) {
+          const committed = positions.find((p) => p.topic === input.topic)!.offset;
+          input.committed = committed;
+        }
+        this.#recordMetrics(outputs, inCounts, (performance.now() - started) / 1000);
+        this.#commits++;
+        this.#lastCommitAt = new Date().toISOString();
+        return this.#purgeRepartitionInputs();
+      },
+      (err: unknown) => {
+        throw new MillraceError('MILLRACE_TASK_FAILED', `task ${this.taskId} could not commit: ${errorMessage(err)}`, { cause: err });
+      },
+    );
+    // The failure surfaces where the next checkpoint awaits this one; until then it is not "unhandled".
+    this.#inflight.catch(() => undefined);
+  }
+
+  #recordMetrics(outputs: ReadonlyArray<{ topic: string }>, inCounts: Map<string, number>, seconds: number): void {
+    const application = this.#topology.applicationId;
+    const task = this.taskId;
+    for (const [topic, n] of inCounts) this.#metrics.recordsIn.inc({ application, task, topic }, n);
+    const outCounts = new Map<string, number>();
+    for (const o of outputs) outCounts.set(o.topic, (outCounts.get(o.topic) ?? 0) + 1);
+    for (const [topic, n] of outCounts) this.#metrics.recordsOut.inc({ application, task, topic }, n);
+    const dead = this.executor.deadLettered - this.#deadLetteredReported;
+    if (dead > 0) {
+      this.#deadLetteredReported = this.executor.deadLettered;
+      for (const topic of this.#inputs.map((i) => i.topic)) {
+        if (outCounts.has(`${topic}.dlq`)) this.#metrics.deadLetters.inc({ application, task, topic }, outCounts.get(`${topic}.dlq`)!);
+      }
+    }
+    this.#metrics.commitDuration.observe({ application }, seconds);
+    this.#metrics.commits.inc({ application });
+  }
+
+  /** Consumed and committed records of a repartition topic are no longer needed (Kafka Streams purges them too). */
+  async #purgeRepartitionInputs(): Promise<void> {
+    for (const input of this.#inputs) {
+      if (!input.internal || input.committed - input.purgedBefore < this.#config.purgeRepartitionRecords) continue;
+      await this.#log.deleteRecords(input.topic, this.executor.partition, offset(input.committed));
+      input.purgedBefore = input.committed;
+    }
+  }
+
+  /** Task-level facts committed with each checkpoint (stream time). `~` keeps the name apart from store names. */
+  #taskMeta(): KeyValueBackend {
+    this.#meta ??= this.#env.openBackend(
+      { name: `~task-${this.executor.subtopology.id}`, kind: 'key-value', keySerde: Serdes.bytes(), valueSerde: Serdes.bytes(), changelog: false },
+      this.executor.partition,
+    );
+    return this.#meta;
+  }
+
+  #marker(store: StoreSpec): KeyValueBackend {
+    return this.#env.openBackend({ ...store, name: `${store.name}~checkpoint` }, this.executor.partition);
+  }
+
+  /**
+   * A store whose checkpoint marker is missing lost its local state (or never had any): if its changelog holds
+   * records for this partition, rebuild the store from them before processing anything.
+   */
+  async #restoreStores(): Promise<void> {
+    for (const { spec, cache } of this.executor.storeHandles()) {
+      if (!spec.changelog) continue;
+      const marker = this.#marker(spec);
+      if (marker.getSync(CHECKPOINT_MARKER_KEY) !== undefined) continue;
+      const topic = this.#topology.changelogTopic(spec.name);
+      const [bounds] = (await this.#log.partitionOffsets(topic)).filter((p) => p.partition === this.executor.partition);
+      if (bounds === undefined || bounds.end <= bounds.start) continue;
+      const started = performance.now();
+      await cache.backend.clear();
+      let at: Offset = bounds.start;
+      let restored = 0;
+      while (at < bounds.end) {
+        const batch = await this.#log.read(topic, this.executor.partition, at, { maxRecords: 5_000 });
+        if (batch.records.length === 0 && batch.nextOffset <= at) break;
+        const transaction = await this.#log.beginTransaction({ transactionalId: `${this.#transactionalId}-restore` });
+        transaction.addLocalWrites!(cache.backend.writesFor(batch.records.map((r) => [r.key!, r.value] as const)));
+        await transaction.commit();
+        restored += batch.records.length;
+        at = batch.nextOffset;
+      }
+      const transaction = await this.#log.beginTransaction({ transactionalId: `${this.#transactionalId}-restore` });
+      transaction.addLocalWrites!(marker.writesFor([[CHECKPOINT_MARKER_KEY, Buffer.from('1')]]));
+      await transaction.commit();
+      cache.reset();
+      this.#logger.info({ store: spec.name, records: restored, ms: Math.round(performance.now() - started) }, 'store restored from changelog');
+    }
+  }
+
+  #fail(err: unknown): void {
+    this.#state = 'failed';
+    this.#error = errorMessage(err);
+    this.#logger.error({ err }, 'task failed');
+  }
+
+  get error(): string | null {
+    return this.#error;
+  }
+
+  inputs(): InputStatus[] {
+    return this.#inputs.map((i) => ({
+      topic: i.topic,
+      partition: this.executor.partition,
+      position: i.position,
+      committed: i.committed,
+      highWatermark: Math.max(i.highWatermark, i.position),
+      lag: Math.max(0, i.highWatermark - i.position),
+    }));
+  }
+
+  status(): TaskStatus {
+    const streamTime = this.executor.streamTimeMs;
+    return {
+      taskId: this.taskId,
+      subtopology: this.executor.subtopology.id,
+      partition: this.executor.partition,
+      state: this.#state,
+      inputs: this.inputs(),
+      processed: this.executor.processed,
+      deadLettered: this.executor.deadLettered,
+      commits: this.#commits,
+      lastCommitAt: this.#lastCommitAt,
+      streamTime: streamTime < 0 ? null : new Date(streamTime).toISOString(),
+      error: this.#error,
+    };
+  }
+}

@@ -1,0 +1,1 @@
+export { TopologyTestDriver, TestInputTopic, TestOutputTopic, type TopologyTestDriverOptions } from './topology-test-driver.js';

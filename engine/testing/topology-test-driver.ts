@@ -1,0 +1,271 @@
+import { MillraceError } from '../errors.js';
+import type { Headers, LogRecord, Offset } from '../log/log.js';
+import { Serdes, type Serde } from '../serde/serde.js';
+import { MemoryBackend } from '../state/backend.js';
+import type { TypedKeyValueStore } from '../state/key-value-store.js';
+import type { StreamRecord } from '../topology/record.js';
+import type { Topology } from '../topology/topology.js';
+import type { DeadLetter, ErrorPolicy } from '../runtime/dead-letter.js';
+import { TaskExecutor, type OutputRecord } from '../runtime/task-executor.js';
+
+export interface TopologyTestDriverOptions {
+  /** Wall-clock time the driver starts at (ms since the epoch); advanced only by `advanceWallClockTime`. */
+  readonly initialWallClockMs?: number;
+  readonly errorPolicy?: ErrorPolicy;
+  readonly cacheMaxBytesPerStore?: number;
+}
+
+interface StoredRecord extends OutputRecord {
+  readonly offset: number;
+}
+
+/**
+ * Runs a topology synchronously in memory, without a log or a server: pipe records in, read records out, look
+ * into stores. Every topic has one partition; records written to a topic the topology reads (a repartition topic)
+ * are processed at once, and a checkpoint is taken after every input record, so outputs appear immediately.
+ *
+ *   const driver = new TopologyTestDriver(topology);
+ *   const input = driver.createInputTopic('words', { valueSerde: Serdes.string() });
+ *   const output = driver.createOutputTopic('counts', { valueSerde: Serdes.int64() });
+ *   input.pipeInput('a', 'hello');
+ *   expect(output.readKeyValuesToList()).toEqual([{ key: 'hello', value: 1 }]);
+ */
+export class TopologyTestDriver {
+  readonly #topology: Topology;
+  readonly #tasks = new Map<string, TaskExecutor>();
+  readonly #topics = new Map<string, StoredRecord[]>();
+  readonly #backends = new Map<string, MemoryBackend>();
+  #wallClockMs: number;
+  #processing = false;
+  readonly #queue: StoredRecord[] = [];
+
+  constructor(topology: Topology, options: TopologyTestDriverOptions = {}) {
+    this.#topology = topology;
+    this.#wallClockMs = options.initialWallClockMs ?? 0;
+    const env = {
+      applicationId: topology.applicationId,
+      errorPolicy: options.errorPolicy ?? 'dead-letter',
+      cacheMaxBytesPerStore: options.cacheMaxBytesPerStore ?? 1024 * 1024,
+      openBackend: (store: { name: string }, partition: number) => {
+        const backend = new MemoryBackend(store.name, partition);
+        this.#backends.set(store.name, backend);
+        return backend;
+      },
+      partitionsOf: () => 1,
+      wallClockMs: () => this.#wallClockMs,
+    };
+    for (const sub of topology.subtopologies) {
+      const task = new TaskExecutor(topology, sub, 0, env);
+      for (const topic of sub.sourceTopics) this.#tasks.set(topic, task);
+    }
+    for (const task of new Set(this.#tasks.values())) task.init();
+  }
+
+  createInputTopic<K = string, V = unknown>(topic: string, serdes: { keySerde?: Serde<K>; valueSerde?: Serde<V> } = {}): TestInputTopic<K, V> {
+    if (!this.#tasks.has(topic)) {
+      throw new MillraceError('MILLRACE_TOPIC_UNKNOWN', `the topology does not read ${topic}; it reads ${[...this.#tasks.keys()].join(', ')}`);
+    }
+    return new TestInputTopic<K, V>(this, topic, serdes.keySerde ?? (Serdes.string() as unknown as Serde<K>), serdes.valueSerde ?? Serdes.json<V>());
+  }
+
+  createOutputTopic<K = string, V = unknown>(topic: string, serdes: { keySerde?: Serde<K>; valueSerde?: Serde<V> } = {}): TestOutputTopic<K, V> {
+    return new TestOutputTopic<K, V>(this, topic, serdes.keySerde ?? (Serdes.string() as unknown as Serde<K>), serdes.valueSerde ?? Serdes.json<V>());
+  }
+
+  /** Dead letters written for records read from `sourceTopic`. */
+  deadLetters(sourceTopic: string): DeadLetter[] {
+    return this.records(`${sourceTopic}.dlq`).map((r) => JSON.parse(r.value!.toString('utf8')) as DeadLetter);
+  }
+
+  /** A store of the task that owns it. */
+  getKeyValueStore<K, V>(name: string): TypedKeyValueStore<K, V> {
+    for (const task of new Set(this.#tasks.values())) {
+      if (task.subtopology.stores.includes(name)) return task.store<K, V>(name);
+    }
+    throw new MillraceError('MILLRACE_STORE_UNKNOWN', `the topology has no store ${name}`);
+  }
+
+  /** What the store's backend holds after the last checkpoint, as [key bytes, value bytes]. */
+  committedStoreEntries(name: string): Array<[Buffer, Buffer]> {
+    const backend = this.#backends.get(name);
+    if (backend === undefined) throw new MillraceError('MILLRACE_STORE_UNKNOWN', `the topology has no store ${name}`);
+    return [...backend.entries({})];
+  }
+
+  advanceWallClockTime(ms: number): void {
+    this.#wallClockMs += ms;
+  }
+
+  get wallClockMs(): number {
+    return this.#wallClockMs;
+  }
+
+  /** @internal Every record written to a topic, in order. */
+  records(topic: string): readonly StoredRecord[] {
+    return this.#topics.get(topic) ?? [];
+  }
+
+  /** @internal */
+  pipe(topic: string, key: Buffer | null, value: Buffer | null, timestamp: number, headers: Headers): void {
+    this.#queue.push(this.#append({ topic, partition: 0, key, value, timestamp, headers }));
+    this.#drain();
+  }
+
+  #append(record: OutputRecord): StoredRecord {
+    let list = this.#topics.get(record.topic);
+    if (list === undefined) {
+      list = [];
+      this.#topics.set(record.topic, list);
+    }
+    const stored = { ...record, partition: 0, offset: list.length };
+    list.push(stored);
+    return stored;
+  }
+
+  #drain(): void {
+    if (this.#processing) return;
+    this.#processing = true;
+    try {
+      while (this.#queue.length > 0) {
+        const record = this.#queue.shift()!;
+        const task = this.#tasks.get(record.topic);
+        if (task === undefined) continue;
+        const input: LogRecord = {
+          topic: record.topic,
+          partition: 0,
+          offset: record.offset as Offset,
+          timestamp: record.timestamp,
+          key: record.key,
+          value: record.value,
+          headers: record.headers,
+        };
+        if (task.process(input) !== undefined) {
+          throw new TypeError('a processor returned a promise: the TopologyTestDriver runs synchronous processors only');
+        }
+        this.#checkpoint(task);
+      }
+    } finally {
+      this.#processing = false;
+    }
+  }
+
+  #checkpoint(task: TaskExecutor): void {
+    if (task.runCommitHooks() !== undefined) {
+      throw new TypeError('a commit hook returned a promise: the TopologyTestDriver runs synchronous hooks only');
+    }
+    const checkpoint = task.takeCheckpoint();
+    for (const { store, backend, changes } of checkpoint.stores) {
+      backend.apply!(backend.writesFor(changes));
+      if (store.changelog) {
+        for (const [key, value] of changes) {
+          this.#append({ topic: this.#topology.changelogTopic(store.name), partition: 0, key, value, timestamp: this.#wallClockMs, headers: {} });
+        }
+      }
+    }
+    task.checkpointDurable();
+    for (const output of checkpoint.outputs) {
+      const stored = this.#append(output);
+      if (this.#tasks.has(output.topic)) this.#queue.push(stored);
+    }
+  }
+
+  close(): void {
+    for (const task of new Set(this.#tasks.values())) task.close();
+  }
+}
+
+export class TestInputTopic<K, V> {
+  readonly #driver: TopologyTestDriver;
+  readonly topic: string;
+  readonly #keySerde: Serde<K>;
+  readonly #valueSerde: Serde<V>;
+
+  constructor(driver: TopologyTestDriver, topic: string, keySerde: Serde<K>, valueSerde: Serde<V>) {
+    this.#driver = driver;
+    this.topic = topic;
+    this.#keySerde = keySerde;
+    this.#valueSerde = valueSerde;
+  }
+
+  /** Pipes one record; without a timestamp, the driver's wall-clock time. `null` key or value pipes a null. */
+  pipeInput(key: K | null, value: V | null, timestampMs?: number, headers: Headers = {}): void {
+    const timestamp = timestampMs ?? this.#driver.wallClockMs;
+    this.#driver.pipe(
+      this.topic,
+      key === null ? null : this.#keySerde.serialize(key, { topic: this.topic, isKey: true }),
+      value === null ? null : this.#valueSerde.serialize(value, { topic: this.topic, isKey: false }),
+      timestamp,
+      headers,
+    );
+  }
+
+  pipeRecords(records: Iterable<{ key: K | null; value: V | null; timestamp?: number; headers?: Headers }>): void {
+    for (const r of records) this.pipeInput(r.key, r.value, r.timestamp, r.headers);
+  }
+
+  /** Pipes raw bytes, as a producer that ignores the schema would. */
+  pipeRawInput(key: Buffer | null, value: Buffer | null, timestampMs?: number, headers: Headers = {}): void {
+    this.#driver.pipe(this.topic, key, value, timestampMs ?? this.#driver.wallClockMs, headers);
+  }
+}
+
+export class TestOutputTopic<K, V> {
+  readonly #driver: TopologyTestDriver;
+  readonly topic: string;
+  readonly #keySerde: Serde<K>;
+  readonly #valueSerde: Serde<V>;
+  #position = 0;
+
+  constructor(driver: TopologyTestDriver, topic: string, keySerde: Serde<K>, valueSerde: Serde<V>) {
+    this.#driver = driver;
+    this.topic = topic;
+    this.#keySerde = keySerde;
+    this.#valueSerde = valueSerde;
+  }
+
+  get queueSize(): number {
+    return this.#driver.records(this.topic).length - this.#position;
+  }
+
+  isEmpty(): boolean {
+    return this.queueSize === 0;
+  }
+
+  readRecord(): StreamRecord<K | null, V | null> {
+    const record = this.#driver.records(this.topic)[this.#position];
+    if (record === undefined) throw new MillraceError('MILLRACE_TOPIC_UNKNOWN', `no more records on ${this.topic}`);
+    this.#position++;
+    return {
+      key: record.key === null ? null : this.#keySerde.deserialize(record.key, { topic: this.topic, isKey: true }),
+      value: record.value === null ? null : this.#valueSerde.deserialize(record.value, { topic: this.topic, isKey: false }),
+      timestamp: record.timestamp,
+      headers: record.headers,
+    };
+  }
+
+  readRecordsToList(): Array<StreamRecord<K | null, V | null>> {
+    const out: Array<StreamRecord<K | null, V | null>> = [];
+    while (!this.isEmpty()) out.push(this.readRecord());
+    return out;
+  }
+
+  readKeyValue(): { key: K | null; value: V | null } {
+    const { key, value } = this.readRecord();
+    return { key, value };
+  }
+
+  readKeyValuesToList(): Array<{ key: K | null; value: V | null }> {
+    return this.readRecordsToList().map(({ key, value }) => ({ key, value }));
+  }
+
+  readValuesToList(): Array<V | null> {
+    return this.readRecordsToList().map((r) => r.value);
+  }
+
+  /** The latest value per key (a table's final state); keys are compared as their serialised bytes. */
+  readKeyValuesToMap(): Map<K | null, V | null> {
+    const map = new Map<K | null, V | null>();
+    for (const { key, value } of this.readRecordsToList()) map.set(key, value);
+    return map;
+  }
+}
