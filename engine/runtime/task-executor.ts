@@ -164,7 +164,6 @@ export class TaskExecutor {
   process(input: LogRecord): void | Promise<void> {
     const source = this.#sources.get(input.topic);
     if (source === undefined) throw new TypeError(`task ${this.taskId} does not read ${input.topic}`);
-    if (input.timestamp > this.#streamTime) this.#streamTime = input.timestamp;
     this.#current = input;
     this.#currentNode = source.spec.name;
     const outputsBefore = this.#outputs.length;
@@ -190,6 +189,8 @@ export class TaskExecutor {
       this.#fail(input, err, source.spec.name, outputsBefore);
       return;
     }
+    // Only a record that could be read moves stream time: a corrupt one must not close every open window.
+    if (input.timestamp > this.#streamTime) this.#streamTime = input.timestamp;
     try {
       source.node.forward(record);
     } catch (err) {

@@ -233,7 +233,7 @@ export class TestOutputTopic<K, V> {
 
   readRecord(): StreamRecord<K | null, V | null> {
     const record = this.#driver.records(this.topic)[this.#position];
-    if (record === undefined) throw new MillraceError('MILLRACE_TOPIC_UNKNOWN', `no more records on ${this.topic}`);
+    if (record === undefined) throw new RangeError(`no more records on ${this.topic}: check isEmpty() first`);
     this.#position++;
     return {
       key: record.key === null ? null : this.#keySerde.deserialize(record.key, { topic: this.topic, isKey: true }),
@@ -264,8 +264,11 @@ export class TestOutputTopic<K, V> {
 
   /** The latest value per key (a table's final state); keys are compared as their serialised bytes. */
   readKeyValuesToMap(): Map<K | null, V | null> {
-    const map = new Map<K | null, V | null>();
-    for (const { key, value } of this.readRecordsToList()) map.set(key, value);
-    return map;
+    const latest = new Map<string | null, { key: K | null; value: V | null }>();
+    const records = this.#driver.records(this.topic).slice(this.#position);
+    for (const entry of this.readRecordsToList().map((r, i) => ({ ...r, bytes: records[i]!.key }))) {
+      latest.set(entry.bytes === null ? null : entry.bytes.toString('latin1'), { key: entry.key, value: entry.value });
+    }
+    return new Map([...latest.values()].map(({ key, value }) => [key, value]));
   }
 }

@@ -67,7 +67,7 @@ export interface SerdeOptions<K, V> {
 }
 
 export interface StreamOptions<K, V> extends SerdeOptions<K, V> {
-  /** Node name; defaults to `source-<topic>`. */
+  /** Node name; defaults to `source-<topic>` (topics joined by `__`). */
   readonly name?: string;
 }
 
@@ -113,7 +113,7 @@ export class StreamsBuilder {
 
   stream<K = string, V = unknown>(topics: string | readonly string[], options: StreamOptions<K, V> = {}): KStream<K, V> {
     const list = typeof topics === 'string' ? [topics] : topics;
-    const name = options.name ?? `source-${list.join('+')}`;
+    const name = options.name ?? `source-${list.join('__')}`;
     this.claim(name);
     const keySerde = options.keySerde ?? (Serdes.string() as unknown as Serde<K>);
     const valueSerde = options.valueSerde ?? Serdes.json<V>();
