@@ -94,6 +94,8 @@ describe('exactly-once under kill -9', () => {
 
   it(`keeps every count exact through ${KILLS} SIGKILLs (seed ${SEED})`, { timeout: 600_000 }, async () => {
     const random = seededRandom(SEED);
+    const started = Date.now();
+    const phase = (name: string): void => console.log(`${name}: ${((Date.now() - started) / 1000).toFixed(1)} s`);
     const port = await freePort();
     const dataDir = join(crashDir.path, 'data');
     let engine = await startEngine({ config: configFile, dataDir, port });
@@ -132,13 +134,17 @@ describe('exactly-once under kill -9', () => {
       engine = await startEngine({ config: configFile, dataDir, port });
     }
     await producer;
+    phase('produced');
     console.log(`seed ${SEED}: killed after ${kills.map((k) => `${k.atSent} events +${k.delayMs} ms`).join(', ')}`);
     expect(kills.filter((k) => k.atSent < EVENTS).length).toBeGreaterThanOrEqual(5);
     await waitCaughtUp(engine);
+    phase('caught up');
     expect(await engine.kill('SIGTERM')).toBe(0);
 
     const input = await readLog(dataDir, 'events');
+    phase('stopped, input read');
     const output = await readLog(dataDir, 'event-counts');
+    phase('output read');
     // Every produced event is in the input (a batch retried after a kill may be there twice: that is the input).
     const seqs = new Set(input.map((r) => (JSON.parse(r.value!.toString('utf8')) as { seq: number }).seq));
     expect(seqs.size).toBe(EVENTS);
@@ -149,7 +155,11 @@ describe('exactly-once under kill -9', () => {
     for (const r of input) expected.set(r.key!.toString('utf8'), (expected.get(r.key!.toString('utf8')) ?? 0) + 1);
     const seen = new Map<string, number[]>();
     for (const list of byPartition(output).values()) {
-      for (const [key, count] of list) seen.set(key, [...(seen.get(key) ?? []), count]);
+      for (const [key, count] of list) {
+        const counts = seen.get(key) ?? [];
+        counts.push(count);
+        seen.set(key, counts);
+      }
     }
     expect(seen.size).toBe(expected.size);
     for (const [key, n] of expected) {
@@ -158,10 +168,15 @@ describe('exactly-once under kill -9', () => {
       expect(counts.every((c, i) => c === i + 1), `no duplicate or missing update for ${key}`).toBe(true);
     }
 
+    phase('verified');
     // A clean run over the same input, in the same per-partition order, writes the same output partitions.
     const clean = await startEngine({ config: configFile, dataDir: join(cleanDir.path, 'data'), port: await freePort() });
     const inputByPartition = new Map<number, LogRecord[]>();
-    for (const r of input) inputByPartition.set(r.partition, [...(inputByPartition.get(r.partition) ?? []), r]);
+    for (const r of input) {
+      const list = inputByPartition.get(r.partition) ?? [];
+      list.push(r);
+      inputByPartition.set(r.partition, list);
+    }
     for (const [partition, records] of inputByPartition) {
       records.sort((a, b) => a.offset - b.offset);
       for (let i = 0; i < records.length; i += BATCH) {
@@ -176,7 +191,9 @@ describe('exactly-once under kill -9', () => {
         expect(response.status).toBe(200);
       }
     }
+    phase('clean run produced');
     await waitCaughtUp(clean);
+    phase('clean run caught up');
     expect(await clean.kill('SIGTERM')).toBe(0);
     const cleanOutput = byPartition(await readLog(join(cleanDir.path, 'data'), 'event-counts'));
     const crashOutput = byPartition(output);
