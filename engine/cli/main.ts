@@ -5,7 +5,7 @@ import { processIo } from './io.js';
 export const USAGE = `Usage: millrace <command> [options]
 
 Commands:
-  up                      run the engine: pipeline, HTTP API and console
+  up                      run the engine: embedded log, topologies and HTTP API
   topics                  list topics
   topics create <name>    create a topic (--partitions N, --schema FILE|NAME, --compacted)
   produce <topic>         send JSON lines from stdin or --file to a topic
@@ -14,13 +14,6 @@ Commands:
 
 Every command takes --help, and --url URL to name the engine (default: $MILLRACE_URL, else http://127.0.0.1:8080).
 `;
-
-interface UpModule {
-  runUp(argv: string[], io: CliIo): Promise<number>;
-}
-
-// A variable, so that the command line compiles and runs its other commands without the module of `up`.
-const UP_MODULE = './up.js';
 
 /**
  * The `millrace` command line. Returns the exit code: 0 on success, 1 when the command failed (a `MillraceError`,
@@ -58,8 +51,9 @@ export async function main(argv: string[], io?: CliIo): Promise<number> {
 
   try {
     if (command === 'up') {
-      const up = (await import(UP_MODULE)) as UpModule;
-      return await up.runUp(rest, streams);
+      // Loaded on demand: the data commands start fast without the engine's modules.
+      const { runUp } = await import('./up.js');
+      return await runUp(rest, streams);
     }
     const run = Object.hasOwn(commands, command) ? commands[command] : undefined;
     if (run === undefined) {

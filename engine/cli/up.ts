@@ -3,6 +3,7 @@ import { loadConfig } from '../config.js';
 import { MillraceError } from '../errors.js';
 import { createLogger } from '../logger.js';
 import { Engine } from '../runtime/engine.js';
+import { USAGE_EXIT_CODE } from './commands/shared.js';
 import type { CliIo } from './io.js';
 
 const USAGE = `Usage: millrace up [--config FILE] [--data-dir DIR] [--host H] [--port N]
@@ -16,17 +17,23 @@ Stops cleanly (every task commits) on SIGTERM or SIGINT.
   --port N         port to listen on (default 8080; 0 picks a free one)`;
 
 export async function runUp(argv: string[], io: CliIo): Promise<number> {
-  const { values } = parseArgs({
-    args: argv,
-    options: {
-      config: { type: 'string' },
-      'data-dir': { type: 'string' },
-      host: { type: 'string' },
-      port: { type: 'string' },
-      help: { type: 'boolean', short: 'h' },
-    },
-    strict: true,
-  });
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args: argv,
+      options: {
+        config: { type: 'string' },
+        'data-dir': { type: 'string' },
+        host: { type: 'string' },
+        port: { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+      },
+      strict: true,
+    }));
+  } catch (err) {
+    io.stderr.write(`error: ${err instanceof Error ? err.message : String(err)}\n${USAGE}\n`);
+    return USAGE_EXIT_CODE;
+  }
   if (values.help) {
     io.stdout.write(`${USAGE}\n`);
     return 0;
