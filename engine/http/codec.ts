@@ -81,7 +81,7 @@ export async function valueEncoderFor(registry: SchemaRegistry, topic: string): 
       schema: null,
       encode(value) {
         if (value === null) return { ok: true, bytes: null };
-        return { ok: true, bytes: Buffer.from(JSON.stringify(value), 'utf8') };
+        return guardDepth(() => ({ ok: true, bytes: Buffer.from(JSON.stringify(value), 'utf8') }));
       },
     };
   }
@@ -90,16 +90,31 @@ export async function valueEncoderFor(registry: SchemaRegistry, topic: string): 
     schema: refOf(schema),
     encode(value) {
       if (value === null) return { ok: true, bytes: null };
-      const issues = validateValue(schema.type, value);
-      if (issues.length > 0) return { ok: false, issues };
-      try {
-        return { ok: true, bytes: encodeFramed(schema, value) };
-      } catch (err) {
-        if (!isMillraceError(err, 'MILLRACE_SERIALIZATION')) throw err;
-        return { ok: false, issues: [{ path: '', message: err.message }] };
-      }
+      return guardDepth(() => {
+        const issues = validateValue(schema.type, value);
+        if (issues.length > 0) return { ok: false, issues };
+        try {
+          return { ok: true, bytes: encodeFramed(schema, value) };
+        } catch (err) {
+          if (!isMillraceError(err, 'MILLRACE_SERIALIZATION')) throw err;
+          return { ok: false, issues: [{ path: '', message: err.message }] };
+        }
+      });
     },
   };
+}
+
+/**
+ * JSON.parse accepts nesting of any depth, but walking such a value (stringify, validation) overflows the stack:
+ * a value nested that deeply is refused as invalid, not answered with a 500.
+ */
+function guardDepth(encode: () => EncodeResult): EncodeResult {
+  try {
+    return encode();
+  } catch (err) {
+    if (!(err instanceof RangeError)) throw err;
+    return { ok: false, issues: [{ path: '', message: 'the value is nested too deeply to encode' }] };
+  }
 }
 
 /** A stored value shown as JSON; `error` says why the bytes could not be read as the topic's format. */

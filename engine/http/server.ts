@@ -45,6 +45,11 @@ export interface HttpServerOptions {
   readonly maxRecordsPerRead?: number;
   /** Longest long-poll a read may ask for with `waitMs`. Default 30 s. */
   readonly maxWaitMs?: number;
+  /**
+   * On close, requests in flight get this long to finish before every connection is cut. A client that stops
+   * reading its responses must not hold a shutdown open. Default 1 s.
+   */
+  readonly closeGraceMs?: number;
   /** A pino-compatible logger for requests and failures, or `false` for none (the default). */
   readonly logger?: FastifyBaseLogger | false;
 }
@@ -54,6 +59,7 @@ export const HTTP_DEFAULTS = Object.freeze({
   maxRecordsPerRequest: 10_000,
   maxRecordsPerRead: 1000,
   maxWaitMs: 30_000,
+  closeGraceMs: 1_000,
 });
 
 /** Records a read returns when no `limit` is given. */
@@ -109,8 +115,15 @@ export async function buildHttpServer(engine: EngineApi, options: HttpServerOpti
 
   // Long polls end when the server closes, so that closing does not wait for them.
   const waiting = new Set<AbortController>();
+  const closeGraceMs = options.closeGraceMs ?? HTTP_DEFAULTS.closeGraceMs;
+  let cutConnections: NodeJS.Timeout | undefined;
   app.addHook('preClose', async () => {
     for (const controller of waiting) controller.abort();
+    cutConnections = setTimeout(() => app.server.closeAllConnections(), closeGraceMs);
+    cutConnections.unref();
+  });
+  app.addHook('onClose', async () => {
+    clearTimeout(cutConnections);
   });
 
   app.removeAllContentTypeParsers();
@@ -232,7 +245,7 @@ export async function buildHttpServer(engine: EngineApi, options: HttpServerOpti
       const detail =
         `${invalid} of ${raw.length} record${raw.length === 1 ? ' is' : 's are'} invalid, so nothing was appended; ` +
         `record ${first.index}${first.path === '' ? '' : ` at ${first.path}`}: ${first.message}`;
-      throw new MillraceError(schemaErrors > 0 ? 'MILLRACE_SCHEMA_VIOLATION' : 'MILLRACE_HTTP_VALIDATION', detail, {
+      throw new MillraceError(schemaErrors > 0 && encoder.schema !== null ? 'MILLRACE_SCHEMA_VIOLATION' : 'MILLRACE_HTTP_VALIDATION', detail, {
         details: {
           topic,
           ...(encoder.schema === null ? {} : { schema: encoder.schema }),

@@ -111,6 +111,7 @@ describe('exactly-once under kill -9', () => {
         for (;;) {
           try {
             const response = await postJson(`${engine.url}/topics/events/events`, { records });
+            await response.arrayBuffer();
             if (response.ok) break;
             throw new Error(`produce answered ${response.status}: ${await response.text()}`);
           } catch (err) {
@@ -188,6 +189,7 @@ describe('exactly-once under kill -9', () => {
           })),
         };
         const response = await postJson(`${clean.url}/topics/events/events`, body);
+        await response.arrayBuffer();
         expect(response.status).toBe(200);
       }
     }

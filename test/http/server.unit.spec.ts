@@ -330,6 +330,14 @@ describe('HTTP server', () => {
     it('answers 404 for an unknown topic', async () => {
       expectProblem(await post('/topics/nope/events', { value: 1 }), 404, 'MILLRACE_TOPIC_UNKNOWN');
     });
+
+    it('refuses a value nested too deeply to encode with 422, appending nothing', async () => {
+      const depth = 30_000;
+      const deep = `{"value":${'['.repeat(depth)}${']'.repeat(depth)}}`;
+      const before = await ends('plain');
+      expectProblem(await post('/topics/plain/events', deep), 422, 'MILLRACE_HTTP_VALIDATION');
+      expect(await ends('plain')).toEqual(before);
+    });
   });
 
   describe('GET /topics/:topic/events', () => {

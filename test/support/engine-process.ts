@@ -83,6 +83,7 @@ export async function startEngine(options: StartOptions): Promise<EngineProcess>
   for (;;) {
     try {
       const response = await fetch(`${url}/health`);
+      await response.arrayBuffer();
       if (response.ok) break;
     } catch {
       // not answering yet
