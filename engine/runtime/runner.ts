@@ -1,5 +1,6 @@
 import { MillraceError } from '../errors.js';
 import type { Logger } from '../logger.js';
+import { EmbeddedLog } from '../log/embedded/embedded-log.js';
 import type { Log } from '../log/log.js';
 import type { LagSample, Metrics } from '../metrics/metrics.js';
 import type { KeyValueBackend } from '../state/backend.js';
@@ -169,7 +170,9 @@ export class TopologyRunner {
   }
 
   lagSamples(): LagSample[] {
-    const current = this.#options.log as Log & { highWatermark?: (topic: string, partition: number) => number | undefined };
+    // The embedded log answers its high watermarks synchronously; otherwise the task's last fetch tells.
+    const log = this.#options.log;
+    const current = log instanceof EmbeddedLog ? log : undefined;
     const samples: LagSample[] = [];
     for (const task of this.#tasks) {
       for (const input of task.inputs()) {
@@ -179,7 +182,7 @@ export class TopologyRunner {
           topic: input.topic,
           partition: input.partition,
           position: input.position,
-          highWatermark: current.highWatermark?.(input.topic, input.partition) ?? input.highWatermark,
+          highWatermark: current?.highWatermark(input.topic, input.partition) ?? input.highWatermark,
         });
       }
     }

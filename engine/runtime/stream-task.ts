@@ -70,7 +70,6 @@ export class StreamTask {
   #loop: Promise<void> | undefined;
   /** Per input topic: records processed since the metrics were last updated. */
   readonly #inCounts = new Map<string, number>();
-  #deadLetteredReported = 0;
   #meta: KeyValueBackend | undefined;
 
   constructor(options: {
@@ -155,7 +154,8 @@ export class StreamTask {
   async #run(): Promise<void> {
     const executor = this.executor;
     const maxRecords = this.#config.commitMaxRecords;
-    let sinceClockCheck = 0;
+    // Reading the clock costs more than processing a simple record: look at it every 64 records.
+    let untilClockCheck = 64;
     while (!this.#stopRequested) {
       const input = this.#nextInput();
       if (input === undefined) {
@@ -174,9 +174,12 @@ export class StreamTask {
       }
       this.#inCounts.set(input.topic, (this.#inCounts.get(input.topic) ?? 0) + 1);
       this.#sinceCommit++;
-      if (this.#sinceCommit >= maxRecords || executor.wantsCommit || (++sinceClockCheck >= 64 && ((sinceClockCheck = 0), this.#commitDue()))) {
-        await this.#commit();
+      let due = this.#sinceCommit >= maxRecords || executor.wantsCommit;
+      if (!due && --untilClockCheck === 0) {
+        untilClockCheck = 64;
+        due = this.#commitDue();
       }
+      if (due) await this.#commit();
     }
     await this.#commit();
     await this.#inflight;
@@ -313,12 +316,9 @@ export class StreamTask {
     const outCounts = new Map<string, number>();
     for (const o of outputs) outCounts.set(o.topic, (outCounts.get(o.topic) ?? 0) + 1);
     for (const [topic, n] of outCounts) this.#metrics.recordsOut.inc({ application, task, topic }, n);
-    const dead = this.executor.deadLettered - this.#deadLetteredReported;
-    if (dead > 0) {
-      this.#deadLetteredReported = this.executor.deadLettered;
-      for (const topic of this.#inputs.map((i) => i.topic)) {
-        if (outCounts.has(`${topic}.dlq`)) this.#metrics.deadLetters.inc({ application, task, topic }, outCounts.get(`${topic}.dlq`)!);
-      }
+    for (const { topic } of this.#inputs) {
+      const dead = outCounts.get(`${topic}.dlq`);
+      if (dead !== undefined) this.#metrics.deadLetters.inc({ application, task, topic }, dead);
     }
     this.#metrics.commitDuration.observe({ application }, seconds);
     this.#metrics.commits.inc({ application });
