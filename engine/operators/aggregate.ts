@@ -83,10 +83,10 @@ export function windowedAggregateProcessor<K, V, A>(
   return () => ({
     init(ctx) {
       ctx.onCommit(() => {
-        const streamTime = ctx.streamTimeMs();
-        if (streamTime < 0) return;
-        // Windows that end at or before (stream time − grace) are closed: their start is below this bound.
-        const bound = streamTime - windows.graceMs - windows.sizeMs + 1;
+        const watermark = ctx.watermarkMs();
+        if (watermark < 0) return;
+        // Windows that end at or before (watermark − grace) are closed: their start is below this bound.
+        const bound = watermark - windows.graceMs - windows.sizeMs + 1;
         if (bound <= 0) return;
         const store = ctx.store(storeName) as TypedKeyValueStore<WindowKey<K>, A>;
         return store.cache.deleteRange({ lt: startBound(bound) });
@@ -95,13 +95,14 @@ export function windowedAggregateProcessor<K, V, A>(
     process(record: StreamRecord<K, V>, ctx: ProcessorContext<Windowed<K>, A>) {
       requireKeyAndValue(record, ctx.nodeName);
       const store = ctx.store<WindowKey<K>, A>(storeName);
-      const closeBefore = ctx.streamTimeMs() - windows.graceMs;
+      const watermark = ctx.watermarkMs();
+      const closeBefore = watermark - windows.graceMs;
       const open = windows.windowsFor(record.timestamp).filter((w) => w.end > closeBefore);
       if (open.length === 0) {
         throw new MillraceError(
           'MILLRACE_LATE_RECORD',
-          `${ctx.nodeName}: record at ${new Date(record.timestamp).toISOString()} is late: its window closed at stream time ${new Date(ctx.streamTimeMs()).toISOString()} (grace ${windows.graceMs} ms)`,
-          { details: { reason: 'late', recordTimestamp: record.timestamp, streamTime: ctx.streamTimeMs(), graceMs: windows.graceMs } },
+          `${ctx.nodeName}: record at ${new Date(record.timestamp).toISOString()} is late: its window closed when the watermark passed its end + grace (watermark ${new Date(watermark).toISOString()}, grace ${windows.graceMs} ms)`,
+          { details: { reason: 'late', recordTimestamp: record.timestamp, watermark, streamTime: ctx.streamTimeMs(), graceMs: windows.graceMs } },
         );
       }
       for (const window of open) {

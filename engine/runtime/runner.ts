@@ -72,6 +72,9 @@ export class TopologyRunner {
           this.#partitions.set(dlq, this.#partitions.get(topic)!);
         }
       }
+      const mostPartitions = Math.max(...taskPartitions.values());
+      await log.ensureTopic({ name: topology.lateRecordsTopic, partitions: mostPartitions });
+      this.#partitions.set(topology.lateRecordsTopic, (await log.describeTopic(topology.lateRecordsTopic)).partitions);
       for (const topic of topology.externalSinkTopics) {
         if (!this.#partitions.has(topic)) this.#partitions.set(topic, (await this.#describe(topic, 'writes to')).partitions);
       }
@@ -86,6 +89,9 @@ export class TopologyRunner {
           return n;
         },
         wallClockMs: this.#options.wallClockMs ?? Date.now,
+        onPunctuationError: (node: string, error: unknown) => {
+          logger.error({ application: topology.applicationId, node, err: error }, 'punctuator failed; its effects were rolled back');
+        },
       };
       for (const sub of topology.subtopologies) {
         for (let partition = 0; partition < taskPartitions.get(sub.id)!; partition++) {

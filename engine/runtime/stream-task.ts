@@ -40,7 +40,7 @@ interface InputBuffer {
 }
 
 const CHECKPOINT_MARKER_KEY = Buffer.from('checkpoint');
-const STREAM_TIME_KEY = Buffer.from('stream-time');
+const CLOCK_KEY = Buffer.from('clock');
 
 /**
  * One task: one sub-topology on one partition, driven by a log. Records are processed strictly in offset order,
@@ -120,8 +120,8 @@ export class StreamTask {
     const group = this.#topology.applicationId;
     this.#state = 'restoring';
     await this.#restoreStores();
-    const streamTime = this.#taskMeta().getSync(STREAM_TIME_KEY);
-    if (streamTime !== undefined) this.executor.restoreStreamTime(streamTime.readDoubleBE(0));
+    const clock = this.#taskMeta().getSync(CLOCK_KEY);
+    if (clock !== undefined) this.executor.restoreClock({ streamTimeMs: clock.readDoubleBE(0), watermarkFloorMs: clock.readDoubleBE(8) });
     for (const input of this.#inputs) {
       const committed = (await this.#log.committedOffsets(group, input.topic)).get(this.executor.partition);
       const [bounds] = (await this.#log.partitionOffsets(input.topic)).filter((p) => p.partition === this.executor.partition);
@@ -130,7 +130,8 @@ export class StreamTask {
       input.fetchAt = input.position = input.committed = input.batchNext = input.purgedBefore = start;
       input.highWatermark = bounds?.end ?? 0;
     }
-    this.executor.init();
+    const init = this.executor.init();
+    if (init !== undefined) await init;
     this.#state = 'running';
     this.#lastCommitMs = performance.now();
     this.#logger.info({ positions: Object.fromEntries(this.#inputs.map((i) => [i.topic, i.position])) }, 'task started');
@@ -159,6 +160,7 @@ export class StreamTask {
     while (!this.#stopRequested) {
       const input = this.#nextInput();
       if (input === undefined) {
+        await this.#punctuateWallClock();
         const fetched = await this.#fill();
         if (fetched === 0 && this.#commitDue()) await this.#commit();
         continue;
@@ -177,12 +179,22 @@ export class StreamTask {
       let due = this.#sinceCommit >= maxRecords || executor.wantsCommit;
       if (!due && --untilClockCheck === 0) {
         untilClockCheck = 64;
+        await this.#punctuateWallClock();
         due = this.#commitDue();
       }
       if (due) await this.#commit();
     }
     await this.#commit();
     await this.#inflight;
+  }
+
+  async #punctuateWallClock(): Promise<void> {
+    const due = this.executor.nextWallClockDueMs();
+    if (due === undefined) return;
+    const now = this.#env.wallClockMs();
+    if (due > now) return;
+    const punctuating = this.executor.punctuateWallClock(now);
+    if (punctuating !== undefined) await punctuating;
   }
 
   #commitDue(): boolean {
@@ -212,7 +224,9 @@ export class StreamTask {
     const untilCommit = this.#sinceCommit > 0 || this.#positionsMoved()
       ? Math.max(0, this.#config.commitIntervalMs - (performance.now() - this.#lastCommitMs))
       : this.#config.pollMaxWaitMs;
-    const maxWaitMs = anyBuffered ? 0 : Math.min(this.#config.pollMaxWaitMs, untilCommit);
+    const nextPunctuation = this.executor.nextWallClockDueMs();
+    const untilPunctuation = nextPunctuation === undefined ? Infinity : Math.max(0, nextPunctuation - this.#env.wallClockMs());
+    const maxWaitMs = anyBuffered ? 0 : Math.min(this.#config.pollMaxWaitMs, untilCommit, untilPunctuation);
     // The first read that brings records wakes the others: records waiting in one input are not held back.
     const wake = new AbortController();
     const onStop = (): void => wake.abort();
@@ -242,6 +256,7 @@ export class StreamTask {
         input.records = batch.records;
         input.index = 0;
         fetched += batch.records.length;
+        this.executor.noteInput(this.#env.wallClockMs());
       }
     } finally {
       this.#abort.signal.removeEventListener('abort', onStop);
@@ -278,10 +293,12 @@ export class StreamTask {
         transaction.addLocalWrites!(this.#marker(store).writesFor([[CHECKPOINT_MARKER_KEY, Buffer.from('1')]]));
       }
     }
-    if (executor.streamTimeMs >= 0) {
-      const streamTime = Buffer.allocUnsafe(8);
-      streamTime.writeDoubleBE(executor.streamTimeMs, 0);
-      transaction.addLocalWrites!(this.#taskMeta().writesFor([[STREAM_TIME_KEY, streamTime]]));
+    const { streamTimeMs, watermarkFloorMs } = executor.clock;
+    if (streamTimeMs >= 0 || watermarkFloorMs >= 0) {
+      const clock = Buffer.allocUnsafe(16);
+      clock.writeDoubleBE(streamTimeMs, 0);
+      clock.writeDoubleBE(watermarkFloorMs, 8);
+      transaction.addLocalWrites!(this.#taskMeta().writesFor([[CLOCK_KEY, clock]]));
     }
     transaction.commitOffsets(group, positions);
     const started = performance.now();

@@ -5,12 +5,12 @@ import type { SerdeContext } from '../serde/serde.js';
 import type { KeyValueBackend } from '../state/backend.js';
 import { CachingStore, RecordJournal } from '../state/caching-store.js';
 import { TypedKeyValueStore, type KeyValueStore } from '../state/key-value-store.js';
-import type { Processor, ProcessorContext } from '../topology/processor.js';
+import type { Cancellable, Processor, ProcessorContext, PunctuationType } from '../topology/processor.js';
 import type { RecordMetadata, StreamRecord } from '../topology/record.js';
 import type { NodeSpec, SinkNodeSpec, SourceNodeSpec, StoreSpec, Subtopology, Topology } from '../topology/topology.js';
 import { deadLetterFor, type ErrorPolicy } from './dead-letter.js';
 
-/** A record a task writes: to a sink topic, a changelog or a dead-letter topic. */
+/** A record a task writes: to a sink topic, a changelog, a dead-letter or the late-records topic. */
 export interface OutputRecord {
   readonly topic: string;
   readonly partition: number;
@@ -30,6 +30,8 @@ export interface TaskEnvironment {
   /** Partition count of a topic a sink writes to. */
   partitionsOf(topic: string): number;
   wallClockMs(): number;
+  /** Told about failures that have no record to dead-letter (a punctuator that threw). */
+  onPunctuationError?(node: string, error: unknown): void;
 }
 
 export interface StoreChanges {
@@ -44,6 +46,12 @@ export interface TaskCheckpoint {
   readonly stores: StoreChanges[];
 }
 
+/** Task-level event time, committed with each checkpoint. */
+export interface TaskClock {
+  readonly streamTimeMs: number;
+  readonly watermarkFloorMs: number;
+}
+
 interface PendingWork {
   readonly node: string;
   readonly promise: Promise<void>;
@@ -55,13 +63,30 @@ interface StoreHandle {
   readonly typed: TypedKeyValueStore<unknown, unknown>;
 }
 
+interface Punctuator {
+  readonly node: string;
+  readonly type: PunctuationType;
+  readonly intervalMs: number;
+  readonly callback: (timestampMs: number) => void;
+  /** Stream time: the interval bucket last fired; wall clock: when it fires next. */
+  mark: number;
+  cancelled: boolean;
+}
+
+/** What went wrong in a unit of work (a record or a punctuation), and where. */
+interface Failure {
+  readonly error: unknown;
+  readonly node: string;
+}
+
 const EMPTY_HEADERS: Headers = Object.freeze({});
 
 /**
  * Runs one sub-topology for one partition, one record at a time. Synchronous when every processor is: the
  * `TopologyTestDriver` and the runtime's tasks share this code, so a topology behaves the same in tests and in
- * production. Outputs and store changes accumulate until `takeCheckpoint`; a record that fails has its store writes
- * and outputs rolled back and is turned into a dead letter.
+ * production. Outputs and store changes accumulate until `takeCheckpoint`. A record (or punctuation) is a unit of
+ * work: if it fails, its store writes and outputs are rolled back; a failed record becomes a dead letter, a late
+ * one goes to the late-records topic.
  */
 export class TaskExecutor {
   readonly taskId: string;
@@ -74,15 +99,20 @@ export class TaskExecutor {
   readonly #sources = new Map<string, { spec: SourceNodeSpec; node: NodeInstance }>();
   readonly #nodes: NodeInstance[] = [];
   readonly #commitHooks: Array<() => void | Promise<void>> = [];
+  readonly #punctuators: Punctuator[] = [];
   readonly #partitioner = new Partitioner();
   #outputs: OutputRecord[] = [];
   #pending: PendingWork[] = [];
   #current: LogRecord | undefined;
   #currentNode = '';
   #streamTime = -1;
-  /** Records processed and dead-lettered since creation, for metrics. */
+  #watermarkFloor = -1;
+  #lastInputWallClock: number;
+  /** Records processed, dead-lettered and sent to the late-records topic since creation, for metrics. */
   processed = 0;
   deadLettered = 0;
+  late = 0;
+  punctuationErrors = 0;
 
   constructor(topology: Topology, subtopology: Subtopology, partition: number, env: TaskEnvironment) {
     this.#topology = topology;
@@ -90,17 +120,19 @@ export class TaskExecutor {
     this.partition = partition;
     this.#env = env;
     this.taskId = `${subtopology.id}_${partition}`;
+    this.#lastInputWallClock = env.wallClockMs();
     for (const storeName of subtopology.stores) {
       const spec = topology.stores.get(storeName)!;
       const cache = new CachingStore(env.openBackend(spec, partition), {
         maxBytes: env.cacheMaxBytesPerStore,
         journal: this.#journal,
       });
-      this.#stores.set(storeName, {
-        spec,
-        cache,
-        typed: new TypedKeyValueStore(storeName, cache, spec.keySerde, spec.valueSerde),
+      const typed = new TypedKeyValueStore(storeName, cache, spec.keySerde, spec.valueSerde, {
+        ...(spec.ttlMs === undefined ? {} : { ttlMs: spec.ttlMs }),
+        now: () => this.#streamTime,
       });
+      this.#stores.set(storeName, { spec, cache, typed });
+      if (spec.ttlMs !== undefined) this.#commitHooks.push(() => typed.sweepExpired());
     }
     const instances = new Map<string, NodeInstance>();
     for (const name of subtopology.nodes) {
@@ -116,9 +148,19 @@ export class TaskExecutor {
     }
   }
 
-  /** Calls every processor's `init`. */
-  init(): void {
-    for (const node of this.#nodes) node.init();
+  /** Calls every processor's `init`, in graph order; returns a promise only if some `init` did. */
+  init(): void | Promise<void> {
+    for (let i = 0; i < this.#nodes.length; i++) {
+      const result = this.#nodes[i]!.init();
+      if (result !== undefined) {
+        return (async () => {
+          await result;
+          for (const node of this.#nodes.slice(i + 1)) await node.init();
+          this.#journal.clear();
+        })();
+      }
+    }
+    this.#journal.clear();
   }
 
   close(): void {
@@ -129,9 +171,26 @@ export class TaskExecutor {
     return this.#streamTime;
   }
 
-  /** Resumes stream time from a checkpoint, so late-record decisions after a restart match an uninterrupted run. */
-  restoreStreamTime(ms: number): void {
-    if (ms > this.#streamTime) this.#streamTime = ms;
+  /** Stream time − allowed lateness, never below the floor an idle close raised it to; -1 before any record. */
+  get watermarkMs(): number {
+    if (this.#streamTime < 0) return this.#watermarkFloor;
+    return Math.max(this.#streamTime - this.#topology.allowedLatenessMs, this.#watermarkFloor);
+  }
+
+  get clock(): TaskClock {
+    return { streamTimeMs: this.#streamTime, watermarkFloorMs: this.#watermarkFloor };
+  }
+
+  /** Resumes event time from a checkpoint, so late-record decisions after a restart match an uninterrupted run. */
+  restoreClock(clock: TaskClock): void {
+    if (clock.streamTimeMs > this.#streamTime) this.#streamTime = clock.streamTimeMs;
+    if (clock.watermarkFloorMs > this.#watermarkFloor) this.#watermarkFloor = clock.watermarkFloorMs;
+    for (const p of this.#punctuators) if (p.type === 'stream-time') p.mark = this.#bucket(p);
+  }
+
+  /** The runtime says when it last handed the task input (once per fetched batch, not per record). */
+  noteInput(wallClockMs: number): void {
+    this.#lastInputWallClock = wallClockMs;
   }
 
   get outputCount(): number {
@@ -157,6 +216,8 @@ export class TaskExecutor {
     return handle.typed as TypedKeyValueStore<K, V>;
   }
 
+  // ---------------------------------------------------------------- records
+
   /**
    * Processes one record read from a source topic. Returns a promise only if some processor (or a serde's
    * `prepare`) returned one; the caller must await it before the next record.
@@ -174,7 +235,7 @@ export class TaskExecutor {
     if (preparing !== undefined) {
       return preparing.then(
         () => this.process(input),
-        (err: unknown) => this.#fail(input, err, source.spec.name, outputsBefore),
+        (error: unknown) => this.#recordFailed(input, { error, node: source.spec.name }, outputsBefore),
       );
     }
     let record: StreamRecord<unknown, unknown>;
@@ -185,59 +246,74 @@ export class TaskExecutor {
         timestamp: input.timestamp,
         headers: input.headers,
       };
-    } catch (err) {
-      this.#fail(input, err, source.spec.name, outputsBefore);
+      if (source.spec.timestampExtractor !== undefined) record = { ...record, timestamp: extractTimestamp(source.spec, record) };
+    } catch (error) {
+      this.#recordFailed(input, { error, node: source.spec.name }, outputsBefore);
       return;
     }
     // Only a record that could be read moves stream time: a corrupt one must not close every open window.
-    if (input.timestamp > this.#streamTime) this.#streamTime = input.timestamp;
-    try {
-      source.node.forward(record);
-    } catch (err) {
-      this.#fail(input, err, this.#currentNode, outputsBefore);
-      return;
-    }
-    if (this.#pending.length > 0) return this.#settle(input, outputsBefore);
-    this.#succeed();
-  }
-
-  async #settle(input: LogRecord, outputsBefore: number): Promise<void> {
-    // Processors may forward to async children while they settle: drain until nothing is left.
-    while (this.#pending.length > 0) {
-      const work = this.#pending.shift()!;
-      try {
-        await work.promise;
-      } catch (err) {
-        this.#pending = [];
-        this.#fail(input, err, work.node, outputsBefore);
-        return;
+    if (record.timestamp > this.#streamTime) this.#streamTime = record.timestamp;
+    const outcome = this.#runUnit(() => source.node.forward(record));
+    const done = (failure: Failure | undefined): void | Promise<void> => {
+      if (failure === undefined) {
+        this.#journal.clear();
+        this.#current = undefined;
+        this.processed++;
+      } else {
+        this.#recordFailed(input, failure, outputsBefore);
       }
+      return this.#punctuateStreamTime();
+    };
+    return outcome instanceof Promise ? outcome.then(done) : done(outcome);
+  }
+
+  /**
+   * Runs a unit of work: its synchronous part, then whatever async work it left pending (processors may forward to
+   * async children while they settle: drain until nothing is left). Resolves to the failure, if any.
+   */
+  #runUnit(work: () => void): Failure | undefined | Promise<Failure | undefined> {
+    try {
+      work();
+    } catch (error) {
+      this.#pending = [];
+      return { error, node: this.#currentNode };
     }
-    this.#succeed();
+    if (this.#pending.length === 0) return undefined;
+    return (async () => {
+      while (this.#pending.length > 0) {
+        const next = this.#pending.shift()!;
+        try {
+          await next.promise;
+        } catch (error) {
+          this.#pending = [];
+          return { error, node: next.node };
+        }
+      }
+      return undefined;
+    })();
   }
 
-  #succeed(): void {
-    this.#journal.clear();
-    this.#current = undefined;
-    this.processed++;
-  }
-
-  #fail(input: LogRecord, err: unknown, node: string, outputsBefore: number): void {
+  #recordFailed(input: LogRecord, failure: Failure, outputsBefore: number): void {
     this.#journal.rollback();
     this.#outputs.length = outputsBefore;
     this.#current = undefined;
+    const { error, node } = failure;
+    if (isMillraceError(error, 'MILLRACE_LATE_RECORD')) {
+      this.#emitLate(input, error, node);
+      return;
+    }
     if (this.#env.errorPolicy === 'fail') {
-      throw new MillraceError('MILLRACE_TASK_FAILED', `task ${this.taskId} failed at ${input.topic}/${input.partition}@${input.offset} in ${node}: ${errorMessage(err)}`, {
-        cause: err,
+      throw new MillraceError('MILLRACE_TASK_FAILED', `task ${this.taskId} failed at ${input.topic}/${input.partition}@${input.offset} in ${node}: ${errorMessage(error)}`, {
+        cause: error,
         details: { topic: input.topic, partition: input.partition, offset: input.offset, node },
       });
     }
-    const error = isMillraceError(err)
-      ? err
-      : new MillraceError('MILLRACE_PROCESSING', `${node} threw: ${errorMessage(err)}`, { cause: err });
+    const problem = isMillraceError(error)
+      ? error
+      : new MillraceError('MILLRACE_PROCESSING', `${node} threw: ${errorMessage(error)}`, { cause: error });
     const dlqTopic = `${input.topic}.dlq`;
     this.#outputs.push(
-      deadLetterFor(input, error, {
+      deadLetterFor(input, problem, {
         topic: dlqTopic,
         partition: input.partition % this.#env.partitionsOf(dlqTopic),
         node,
@@ -248,7 +324,109 @@ export class TaskExecutor {
     this.deadLettered++;
   }
 
-  /** Runs the processors' pre-checkpoint work (e.g. purging closed windows). */
+  #emitLate(input: LogRecord, error: MillraceError, node: string): void {
+    const topic = this.#topology.lateRecordsTopic;
+    this.#outputs.push(
+      deadLetterFor(input, error, {
+        topic,
+        partition: this.partition % this.#env.partitionsOf(topic),
+        node,
+        applicationId: this.#env.applicationId,
+        taskId: this.taskId,
+      }),
+    );
+    this.late++;
+  }
+
+  // ---------------------------------------------------------------- punctuation
+
+  /** @internal */
+  schedule(node: string, intervalMs: number, type: PunctuationType, callback: (timestampMs: number) => void): Cancellable {
+    if (!Number.isSafeInteger(intervalMs) || intervalMs <= 0) {
+      throw new RangeError(`a punctuation interval must be a positive integer of ms, got ${intervalMs}`);
+    }
+    const punctuator: Punctuator = { node, type, intervalMs, callback, mark: 0, cancelled: false };
+    punctuator.mark = type === 'stream-time' ? this.#bucket(punctuator) : this.#nextWallClock(punctuator, this.#env.wallClockMs());
+    this.#punctuators.push(punctuator);
+    return {
+      cancel: () => {
+        punctuator.cancelled = true;
+        const at = this.#punctuators.indexOf(punctuator);
+        if (at >= 0) this.#punctuators.splice(at, 1);
+      },
+    };
+  }
+
+  #bucket(p: Punctuator): number {
+    return this.#streamTime < 0 ? -1 : Math.floor(this.#streamTime / p.intervalMs);
+  }
+
+  #nextWallClock(p: Punctuator, now: number): number {
+    return (Math.floor(now / p.intervalMs) + 1) * p.intervalMs;
+  }
+
+  /** Fires stream-time punctuators whose interval stream time has crossed (at most once per call each). */
+  #punctuateStreamTime(): void | Promise<void> {
+    if (this.#punctuators.length === 0 || this.#streamTime < 0) return;
+    const due = this.#punctuators.filter((p) => p.type === 'stream-time' && this.#bucket(p) > p.mark);
+    for (const p of due) p.mark = this.#bucket(p);
+    return this.#punctuate(due, () => this.#streamTime);
+  }
+
+  /** When the next wall-clock punctuator is due; `undefined` if there is none. */
+  nextWallClockDueMs(): number | undefined {
+    let next: number | undefined;
+    for (const p of this.#punctuators) if (p.type === 'wall-clock' && (next === undefined || p.mark < next)) next = p.mark;
+    return next;
+  }
+
+  /** Fires the wall-clock punctuators due at `nowMs`. */
+  punctuateWallClock(nowMs: number): void | Promise<void> {
+    const due = this.#punctuators.filter((p) => p.type === 'wall-clock' && p.mark <= nowMs);
+    for (const p of due) p.mark = this.#nextWallClock(p, nowMs);
+    return this.#punctuate(due, () => nowMs);
+  }
+
+  #punctuate(due: Punctuator[], timestamp: () => number): void | Promise<void> {
+    for (let i = 0; i < due.length; i++) {
+      const p = due[i]!;
+      if (p.cancelled) continue;
+      const outcome = this.#punctuateOne(p, timestamp());
+      if (outcome !== undefined) {
+        return (async () => {
+          await outcome;
+          for (const rest of due.slice(i + 1)) if (!rest.cancelled) await this.#punctuateOne(rest, timestamp());
+        })();
+      }
+    }
+  }
+
+  #punctuateOne(p: Punctuator, timestampMs: number): void | Promise<void> {
+    this.#current = undefined;
+    this.#currentNode = p.node;
+    const outputsBefore = this.#outputs.length;
+    const outcome = this.#runUnit(() => p.callback(timestampMs));
+    const done = (failure: Failure | undefined): void => {
+      if (failure === undefined) {
+        this.#journal.clear();
+        return;
+      }
+      this.#journal.rollback();
+      this.#outputs.length = outputsBefore;
+      if (this.#env.errorPolicy === 'fail') {
+        throw new MillraceError('MILLRACE_TASK_FAILED', `task ${this.taskId} failed in a punctuator of ${failure.node}: ${errorMessage(failure.error)}`, {
+          cause: failure.error,
+        });
+      }
+      this.punctuationErrors++;
+      this.#env.onPunctuationError?.(failure.node, failure.error);
+    };
+    return outcome instanceof Promise ? outcome.then(done) : done(outcome);
+  }
+
+  // ---------------------------------------------------------------- checkpoints
+
+  /** Runs the processors' pre-checkpoint work (e.g. purging closed windows, sweeping expired entries). */
   runCommitHooks(): void | Promise<void> {
     const pending: Array<Promise<void>> = [];
     for (const hook of this.#commitHooks) {
@@ -286,6 +464,23 @@ export class TaskExecutor {
   /** @internal */
   get currentRecord(): LogRecord | undefined {
     return this.#current;
+  }
+
+  /** @internal */
+  get lastInputWallClockMs(): number {
+    return this.#lastInputWallClock;
+  }
+
+  /** @internal */
+  advanceWatermark(ms: number): void {
+    if (ms > this.#watermarkFloor) this.#watermarkFloor = ms;
+  }
+
+  /** @internal The record in hand goes to the late-records topic too; its processing goes on. */
+  reportLate(node: string, reason: string, details: Record<string, unknown> = {}): void {
+    const input = this.#current;
+    if (input === undefined) throw new TypeError(`${node}: reportLate is only valid while a record is processed`);
+    this.#emitLate(input, new MillraceError('MILLRACE_LATE_RECORD', `${node}: ${reason}`, { details: { reason: 'late', ...details } }), node);
   }
 
   /** @internal */
@@ -341,6 +536,16 @@ export class TaskExecutor {
   }
 }
 
+function extractTimestamp(source: SourceNodeSpec, record: StreamRecord<unknown, unknown>): number {
+  const timestamp = source.timestampExtractor!(record);
+  if (!Number.isSafeInteger(timestamp) || timestamp < 0) {
+    throw new MillraceError('MILLRACE_PROCESSING', `${source.name}: the timestamp extractor gave ${String(timestamp)}, not a non-negative integer of ms`, {
+      details: { reason: 'invalid-timestamp' },
+    });
+  }
+  return timestamp;
+}
+
 /** One node of the graph inside one task: its processor instance, context and children. */
 class NodeInstance {
   readonly name: string;
@@ -374,7 +579,12 @@ class NodeInstance {
         return task.typedStore(spec.name, stores, name) as KeyValueStore<K, V>;
       },
       streamTimeMs: () => task.streamTimeMs,
+      watermarkMs: () => task.watermarkMs,
+      advanceWatermark: (ms) => task.advanceWatermark(ms),
       wallClockMs: () => task.environment.wallClockMs(),
+      lastInputWallClockMs: () => task.lastInputWallClockMs,
+      schedule: (intervalMs, type, callback) => task.schedule(spec.name, intervalMs, type, callback),
+      reportLate: (reason, details) => task.reportLate(spec.name, reason, details),
       onCommit(callback) {
         task.addCommitHook(callback);
       },
@@ -386,8 +596,13 @@ class NodeInstance {
     this.#childByName.set(child.name, child);
   }
 
-  init(): void {
-    this.#processor?.init?.(this.#context);
+  init(): void | Promise<void> {
+    const previous = this.#task.enterNode(this.name);
+    try {
+      return this.#processor?.init?.(this.#context);
+    } finally {
+      this.#task.leaveNode(previous);
+    }
   }
 
   close(): void {

@@ -17,6 +17,8 @@ export interface KeyRange {
  */
 export interface KeyValueBackend {
   readonly description: string;
+  /** `entries` returns a synchronous iterable (memory): scans need not await. */
+  readonly synchronous: boolean;
   getSync(key: Buffer): Buffer | undefined;
   /** Entries in key order. Synchronous where the backend can (memory), so the test driver stays synchronous. */
   entries(range: KeyRange): Iterable<[Buffer, Buffer]> | AsyncIterable<[Buffer, Buffer]>;
@@ -59,6 +61,7 @@ function prefixedWrites(prefix: Buffer, changes: Iterable<readonly [Buffer, Buff
 /** A store's slice of the embedded log's LevelDB: its writes commit in the same batch as the task's checkpoint. */
 export class LevelBackend implements KeyValueBackend {
   readonly description: string;
+  readonly synchronous = false;
   readonly #db: ClassicLevel<Buffer, Buffer>;
   readonly #prefix: Buffer;
 
@@ -98,6 +101,7 @@ export class LevelBackend implements KeyValueBackend {
 /** An in-memory backend: the test driver's stores, and a reference for the store conformance tests. */
 export class MemoryBackend implements KeyValueBackend {
   readonly description: string;
+  readonly synchronous = true;
   readonly #prefix: Buffer;
   readonly #map = new Map<string, Buffer>();
   #sorted: string[] | undefined;

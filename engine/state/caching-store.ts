@@ -214,7 +214,7 @@ export class CachingStore {
   }
 
   get iteratesSynchronously(): boolean {
-    return Symbol.iterator in this.backend.entries({ gte: Buffer.alloc(0), lt: Buffer.alloc(0) });
+    return this.backend.synchronous;
   }
 
   #overlay(range: KeyRange): Array<[string, Buffer | null]> {

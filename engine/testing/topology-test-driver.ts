@@ -58,7 +58,9 @@ export class TopologyTestDriver {
       const task = new TaskExecutor(topology, sub, 0, env);
       for (const topic of sub.sourceTopics) this.#tasks.set(topic, task);
     }
-    for (const task of new Set(this.#tasks.values())) task.init();
+    for (const task of new Set(this.#tasks.values())) {
+      if (task.init() !== undefined) throw new TypeError('a processor init returned a promise: the TopologyTestDriver runs synchronous processors only');
+    }
   }
 
   createInputTopic<K = string, V = unknown>(topic: string, serdes: { keySerde?: Serde<K>; valueSerde?: Serde<V> } = {}): TestInputTopic<K, V> {
@@ -70,6 +72,11 @@ export class TopologyTestDriver {
 
   createOutputTopic<K = string, V = unknown>(topic: string, serdes: { keySerde?: Serde<K>; valueSerde?: Serde<V> } = {}): TestOutputTopic<K, V> {
     return new TestOutputTopic<K, V>(this, topic, serdes.keySerde ?? (Serdes.string() as unknown as Serde<K>), serdes.valueSerde ?? Serdes.json<V>());
+  }
+
+  /** Records that arrived after their window closed, with the reason (`<app>-late-records`). */
+  lateRecords(): DeadLetter[] {
+    return this.records(this.#topology.lateRecordsTopic).map((r) => JSON.parse(r.value!.toString('utf8')) as DeadLetter);
   }
 
   /** Dead letters written for records read from `sourceTopic`. */
@@ -92,8 +99,16 @@ export class TopologyTestDriver {
     return [...backend.entries({})];
   }
 
+  /** Moves the wall clock forward and fires the wall-clock punctuators that came due, as a running task would. */
   advanceWallClockTime(ms: number): void {
     this.#wallClockMs += ms;
+    for (const task of new Set(this.#tasks.values())) {
+      if (task.punctuateWallClock(this.#wallClockMs) !== undefined) {
+        throw new TypeError('a punctuator left async work: the TopologyTestDriver runs synchronous processors only');
+      }
+      this.#checkpoint(task);
+    }
+    this.#drain();
   }
 
   get wallClockMs(): number {
@@ -109,6 +124,13 @@ export class TopologyTestDriver {
   pipe(topic: string, key: Buffer | null, value: Buffer | null, timestamp: number, headers: Headers): void {
     this.#queue.push(this.#append({ topic, partition: 0, key, value, timestamp, headers }));
     this.#drain();
+  }
+
+  /** Stream time and watermark of the task that reads `topic`. */
+  clockOf(topic: string): { streamTimeMs: number; watermarkMs: number } {
+    const task = this.#tasks.get(topic);
+    if (task === undefined) throw new MillraceError('MILLRACE_TOPIC_UNKNOWN', `the topology does not read ${topic}`);
+    return { streamTimeMs: task.streamTimeMs, watermarkMs: task.watermarkMs };
   }
 
   #append(record: OutputRecord): StoredRecord {
@@ -139,6 +161,7 @@ export class TopologyTestDriver {
           value: record.value,
           headers: record.headers,
         };
+        task.noteInput(this.#wallClockMs);
         if (task.process(input) !== undefined) {
           throw new TypeError('a processor returned a promise: the TopologyTestDriver runs synchronous processors only');
         }

@@ -20,7 +20,7 @@ import type { WindowSpec } from '../operators/windows.js';
 import { Serdes, deserializationError, type Serde } from '../serde/serde.js';
 import type { ProcessorSupplier } from './processor.js';
 import type { KeyValue, StreamRecord, Windowed } from './record.js';
-import { TopologyDraft, type StoreSpec, type Topology } from './topology.js';
+import { TopologyDraft, type StoreSpec, type Topology, type TopologyOptions } from './topology.js';
 
 /**
  * Keys whose serde was not given: strings as UTF-8 (as Kafka's StringSerializer, so partitioning matches other
@@ -69,6 +69,8 @@ export interface SerdeOptions<K, V> {
 export interface StreamOptions<K, V> extends SerdeOptions<K, V> {
   /** Node name; defaults to `source-<topic>` (topics joined by `__`). */
   readonly name?: string;
+  /** Event time from the record's contents (ms since the epoch); by default the log record's timestamp. */
+  readonly timestampExtractor?: (record: StreamRecord<K, V>) => number;
 }
 
 export interface SinkOptions<K, V> extends SerdeOptions<K, V> {
@@ -103,8 +105,8 @@ export interface StoreOptions<V> {
 export class StreamsBuilder {
   readonly draft: TopologyDraft;
 
-  constructor(applicationId: string) {
-    this.draft = new TopologyDraft(applicationId);
+  constructor(applicationId: string, options: TopologyOptions = {}) {
+    this.draft = new TopologyDraft(applicationId, options);
   }
 
   get applicationId(): string {
@@ -117,7 +119,12 @@ export class StreamsBuilder {
     this.claim(name);
     const keySerde = options.keySerde ?? (Serdes.string() as unknown as Serde<K>);
     const valueSerde = options.valueSerde ?? Serdes.json<V>();
-    this.draft.addSource(name, { topics: list, keySerde, valueSerde });
+    this.draft.addSource(name, {
+      topics: list,
+      keySerde,
+      valueSerde,
+      ...(options.timestampExtractor === undefined ? {} : { timestampExtractor: options.timestampExtractor as (r: StreamRecord<any, any>) => number }),
+    });
     return new KStream<K, V>(this, name, { keySerde, valueSerde, keyChanged: false });
   }
 

@@ -2,6 +2,7 @@ import { MillraceError } from '../errors.js';
 import { TOPIC_NAME_PATTERN } from '../log/log.js';
 import type { Serde } from '../serde/serde.js';
 import type { ProcessorSupplier } from './processor.js';
+import type { StreamRecord } from './record.js';
 
 /* eslint-disable @typescript-eslint/no-explicit-any -- the graph holds nodes of every key and value type */
 type AnySerde = Serde<any>;
@@ -16,6 +17,8 @@ export interface SourceNodeSpec {
   readonly valueSerde: AnySerde;
   /** Reads an internal topic (repartition) of this application. */
   readonly internal: boolean;
+  /** Event time of a record, from its contents; by default the log record's timestamp. */
+  readonly timestampExtractor?: (record: StreamRecord<any, any>) => number;
 }
 
 export interface ProcessorNodeSpec {
@@ -49,6 +52,8 @@ export interface StoreSpec {
   readonly valueSerde: AnySerde;
   /** Changes are also written to `<app>-<store>-changelog` (compacted), from which the store can be restored. */
   readonly changelog: boolean;
+  /** Entries not written for this long in event time read as absent and are swept. */
+  readonly ttlMs?: number;
   readonly detail?: Readonly<Record<string, unknown>>;
 }
 
@@ -71,6 +76,8 @@ export interface Subtopology {
 /** `describe()`: the graph as JSON, for the console and for "did my topology change?" checks. */
 export interface TopologyDescription {
   readonly applicationId: string;
+  readonly allowedLatenessMs: number;
+  readonly lateRecordsTopic: string;
   readonly subtopologies: ReadonlyArray<{
     readonly id: number;
     readonly sourceTopics: readonly string[];
@@ -86,6 +93,7 @@ export interface TopologyDescription {
       readonly children: readonly string[];
       readonly keySerde?: string;
       readonly valueSerde?: string;
+      readonly timestampExtractor?: boolean;
       readonly detail?: Readonly<Record<string, unknown>>;
     }>;
   }>;
@@ -95,6 +103,7 @@ export interface TopologyDescription {
     readonly changelogTopic: string | null;
     readonly keySerde: string;
     readonly valueSerde: string;
+    readonly ttlMs: number | null;
     readonly detail?: Readonly<Record<string, unknown>>;
   }>;
   readonly internalTopics: ReadonlyArray<{ readonly name: string; readonly kind: InternalTopicSpec['kind']; readonly partitions: number | null }>;
@@ -108,8 +117,17 @@ function invalid(message: string): MillraceError {
  * A validated, immutable processing graph. Built by `StreamsBuilder` (the DSL) or `TopologyDraft` (the Processor
  * API). It splits into sub-topologies at topic boundaries; each runs as one task per input partition.
  */
+export interface TopologyOptions {
+  /**
+   * How far behind stream time event time may lag before records count as late: the watermark is stream time
+   * minus this. Added to every window's grace.
+   */
+  readonly allowedLatenessMs?: number;
+}
+
 export class Topology {
   readonly applicationId: string;
+  readonly allowedLatenessMs: number;
   readonly nodes: ReadonlyMap<string, NodeSpec>;
   readonly children: ReadonlyMap<string, readonly string[]>;
   readonly stores: ReadonlyMap<string, StoreSpec>;
@@ -121,9 +139,13 @@ export class Topology {
     nodes: readonly NodeSpec[],
     stores: readonly StoreSpec[],
     internalTopics: readonly InternalTopicSpec[],
+    options: TopologyOptions = {},
   ) {
     if (!NAME_PATTERN.test(applicationId)) throw invalid(`application id ${JSON.stringify(applicationId)} must match ${NAME_PATTERN}`);
     this.applicationId = applicationId;
+    const lateness = options.allowedLatenessMs ?? 0;
+    if (!Number.isSafeInteger(lateness) || lateness < 0) throw invalid(`allowedLatenessMs must be a non-negative integer, got ${lateness}`);
+    this.allowedLatenessMs = lateness;
     const byName = new Map<string, NodeSpec>();
     const children = new Map<string, string[]>();
     for (const node of nodes) {
@@ -230,6 +252,11 @@ export class Topology {
     return `${this.applicationId}-${storeName}-changelog`;
   }
 
+  /** Where records that arrive after their window closed go, with the reason: `<app>-late-records`. */
+  get lateRecordsTopic(): string {
+    return `${this.applicationId}-late-records`;
+  }
+
   /** The sub-topology that reads a topic, if any. */
   subtopologyReading(topic: string): Subtopology | undefined {
     return this.subtopologies.find((s) => s.sourceTopics.includes(topic));
@@ -247,6 +274,8 @@ export class Topology {
   describe(): TopologyDescription {
     return {
       applicationId: this.applicationId,
+      allowedLatenessMs: this.allowedLatenessMs,
+      lateRecordsTopic: this.lateRecordsTopic,
       subtopologies: this.subtopologies.map((sub) => ({
         id: sub.id,
         sourceTopics: sub.sourceTopics,
@@ -260,7 +289,16 @@ export class Topology {
           };
           switch (node.kind) {
             case 'source':
-              return { ...base, operator: 'source', topics: node.topics, stores: [], parents: [], keySerde: node.keySerde.name, valueSerde: node.valueSerde.name };
+              return {
+                ...base,
+                operator: 'source',
+                topics: node.topics,
+                stores: [],
+                parents: [],
+                keySerde: node.keySerde.name,
+                valueSerde: node.valueSerde.name,
+                ...(node.timestampExtractor === undefined ? {} : { timestampExtractor: true }),
+              };
             case 'sink':
               return { ...base, operator: 'sink', topic: node.topic, stores: [], parents: node.parents, keySerde: node.keySerde.name, valueSerde: node.valueSerde.name };
             case 'processor':
@@ -274,6 +312,7 @@ export class Topology {
         changelogTopic: s.changelog ? this.changelogTopic(s.name) : null,
         keySerde: s.keySerde.name,
         valueSerde: s.valueSerde.name,
+        ttlMs: s.ttlMs ?? null,
         ...(s.detail === undefined ? {} : { detail: s.detail }),
       })),
       internalTopics: [
@@ -303,13 +342,32 @@ export class TopologyDraft {
   readonly #nodes: NodeSpec[] = [];
   readonly #stores: StoreSpec[] = [];
   readonly #internalTopics: InternalTopicSpec[] = [];
+  readonly #options: TopologyOptions;
 
-  constructor(applicationId: string) {
+  constructor(applicationId: string, options: TopologyOptions = {}) {
     this.applicationId = applicationId;
+    this.#options = options;
   }
 
-  addSource(name: string, options: { topics: readonly string[]; keySerde: AnySerde; valueSerde: AnySerde; internal?: boolean }): this {
-    this.#nodes.push({ kind: 'source', name, topics: options.topics, keySerde: options.keySerde, valueSerde: options.valueSerde, internal: options.internal ?? false });
+  addSource(
+    name: string,
+    options: {
+      topics: readonly string[];
+      keySerde: AnySerde;
+      valueSerde: AnySerde;
+      internal?: boolean;
+      timestampExtractor?: (record: StreamRecord<any, any>) => number;
+    },
+  ): this {
+    this.#nodes.push({
+      kind: 'source',
+      name,
+      topics: options.topics,
+      keySerde: options.keySerde,
+      valueSerde: options.valueSerde,
+      internal: options.internal ?? false,
+      ...(options.timestampExtractor === undefined ? {} : { timestampExtractor: options.timestampExtractor }),
+    });
     return this;
   }
 
@@ -351,6 +409,6 @@ export class TopologyDraft {
   }
 
   build(): Topology {
-    return new Topology(this.applicationId, this.#nodes, this.#stores, this.#internalTopics);
+    return new Topology(this.applicationId, this.#nodes, this.#stores, this.#internalTopics, this.#options);
   }
 }

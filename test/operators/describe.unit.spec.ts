@@ -30,6 +30,8 @@ describe('describe()', () => {
     const window = { kind: 'tumbling', sizeMs: 60_000, graceMs: 5_000 };
     expect(clickTopology().describe()).toEqual({
       applicationId: 'clicks-app',
+      allowedLatenessMs: 0,
+      lateRecordsTopic: 'clicks-app-late-records',
       subtopologies: [
         {
           id: 0,
@@ -56,8 +58,8 @@ describe('describe()', () => {
         },
       ],
       stores: [
-        { name: 'per-minute', kind: 'window', changelogTopic: 'clicks-app-per-minute-changelog', keySerde: 'window(auto-key)', valueSerde: 'int64', detail: { window } },
-        { name: 'per-session', kind: 'key-value', changelogTopic: null, keySerde: 'string', valueSerde: 'int64' },
+        { name: 'per-minute', kind: 'window', changelogTopic: 'clicks-app-per-minute-changelog', keySerde: 'window(auto-key)', valueSerde: 'int64', ttlMs: null, detail: { window } },
+        { name: 'per-session', kind: 'key-value', changelogTopic: null, keySerde: 'string', valueSerde: 'int64', ttlMs: null },
       ],
       internalTopics: [
         { name: 'clicks-app-by-user-repartition', kind: 'repartition', partitions: null },

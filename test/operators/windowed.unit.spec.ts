@@ -94,7 +94,7 @@ describe('tumbling windows', () => {
     input.pipeInput('a', 1, 16);
     // then: the late record changed nothing, and the next record was processed
     expect(output.readKeyValuesToList()).toEqual([{ key: windowed('a', 10, 20), value: 2 }]);
-    expect(driver.deadLetters('events')).toEqual([
+    expect(driver.lateRecords()).toEqual([
       expect.objectContaining({
         type: 'https://millrace.dev/problems/late-record',
         status: 422,
@@ -116,7 +116,7 @@ describe('tumbling windows', () => {
     input.pipeInput('a', 1, 9);
     input.pipeInput('a', 1, 10);
     input.pipeInput('a', 1, 9);
-    expect(driver.deadLetters('events').map((d) => [d.code, d.source.offset])).toEqual([['MILLRACE_LATE_RECORD', 2]]);
+    expect(driver.lateRecords().map((d) => [d.code, d.source.offset])).toEqual([['MILLRACE_LATE_RECORD', 2]]);
   });
 
   it('are not closed by a record that could not even be deserialised (it never reached the topology)', () => {
@@ -234,7 +234,7 @@ describe('windowed reduce and aggregate', () => {
       { key: windowed('bob', 10, 20), value: 1 },
     ]);
     // The late record is dead-lettered against the topic the windowed step reads: the repartition topic.
-    expect(driver.deadLetters('win-by-user-repartition').map((d) => [d.code, d.source.offset])).toEqual([['MILLRACE_LATE_RECORD', 3]]);
+    expect(driver.lateRecords().map((d) => [d.code, d.source.offset])).toEqual([['MILLRACE_LATE_RECORD', 3]]);
   });
 });
 
@@ -282,7 +282,7 @@ describe('windowed count against a brute-force reference', () => {
           outputs.push({ key: windowed(key, start, start + sizeMs), value: counts.get(id) });
         });
         expect(driver.createOutputTopic('counts', windowedKeys).readKeyValuesToList()).toEqual(outputs);
-        expect(driver.deadLetters('events').map((d) => [d.code, d.source.offset])).toEqual(late.map((o) => ['MILLRACE_LATE_RECORD', o]));
+        expect(driver.lateRecords().map((d) => [d.code, d.source.offset])).toEqual(late.map((o) => ['MILLRACE_LATE_RECORD', o]));
         const open = [...counts.entries()]
           .map(([id, n]) => [Number(id.split('/')[0]), id.split('/')[1]!, n] as [number, string, number])
           .filter(([start]) => start + sizeMs > streamTime - graceMs)

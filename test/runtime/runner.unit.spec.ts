@@ -132,8 +132,9 @@ describe('TopologyRunner on the embedded log', () => {
     await log.append([record(10_700), record(12_300)]); // window [10s, 11s) closed at stream time 12.2 s
     await caughtUp(second);
     await second.stop();
-    const dead = await readTopic(log, 'events.dlq');
-    expect(dead.map((r) => JSON.parse(r.value!.toString()).code)).toEqual(['MILLRACE_LATE_RECORD']);
+    const late = await readTopic(log, 'win-late-records');
+    expect(late.map((r) => JSON.parse(r.value!.toString()).code)).toEqual(['MILLRACE_LATE_RECORD']);
+    expect(await readTopic(log, 'events.dlq')).toEqual([]);
     const out = (await readTopic(log, 'counts'))
       .sort((x, y) => x.key!.compare(y.key!) || x.offset - y.offset)
       .map((r) => [r.key!.toString(), JSON.parse(r.value!.toString())]);
