@@ -30,7 +30,8 @@ export { avroSerde } from './serde/avro-serde.js';
 export { EmbeddedSchemaRegistry } from './serde/embedded-registry.js';
 export { keySubject, valueSubject, type RegisteredSchema, type SchemaRegistry } from './serde/registry.js';
 
-export { StreamsBuilder, KStream, KGroupedStream, KTable, TimeWindowedKStream, windowedSerde } from './topology/builder.js';
+export { StreamsBuilder, KStream, KGroupedStream, KTable, windowedSerde } from './topology/builder.js';
+export { TimeWindowedKStream } from './topology/windowed.js';
 export { Topology, TopologyDraft, type TopologyDescription, type StoreSpec } from './topology/topology.js';
 export type { Processor, ProcessorContext, ProcessorSupplier } from './topology/processor.js';
 export type { KeyValue, RecordMetadata, StreamRecord, TimeWindow, Windowed } from './topology/record.js';

@@ -1,11 +1,5 @@
 import { MillraceError } from '../errors.js';
-import {
-  aggregateProcessor,
-  windowKeySerde,
-  windowedAggregateProcessor,
-  type Aggregator,
-  type Initializer,
-} from '../operators/aggregate.js';
+import { aggregateProcessor, type Aggregator, type Initializer } from '../operators/aggregate.js';
 import {
   branchProcessor,
   filterProcessor,
@@ -17,6 +11,7 @@ import {
   peekProcessor,
 } from '../operators/stateless.js';
 import type { WindowSpec } from '../operators/windows.js';
+import { TimeWindowedKStream } from './windowed.js';
 import { Serdes, deserializationError, type Serde } from '../serde/serde.js';
 import type { ProcessorSupplier } from './processor.js';
 import type { KeyValue, StreamRecord, Windowed } from './record.js';
@@ -26,7 +21,7 @@ import { TopologyDraft, type StoreSpec, type Topology, type TopologyOptions } fr
  * Keys whose serde was not given: strings as UTF-8 (as Kafka's StringSerializer, so partitioning matches other
  * producers), buffers as they are, anything else as JSON. Reads back as a string.
  */
-const autoKeySerde: Serde<any> = {
+export const autoKeySerde: Serde<any> = {
   name: 'auto-key',
   serialize(value, context) {
     if (typeof value === 'string') return Buffer.from(value, 'utf8');
@@ -146,7 +141,7 @@ export class StreamsBuilder {
   }
 }
 
-interface StreamShape<K, V> {
+export interface StreamShape<K, V> {
   readonly keySerde: Serde<K> | undefined;
   readonly valueSerde: Serde<V> | undefined;
   /** The key may differ from the one the records were partitioned by: grouping needs a repartition first. */
@@ -163,6 +158,11 @@ export class KStream<K, V> {
     this.#builder = builder;
     this.nodeName = nodeName;
     this.#shape = shape;
+  }
+
+  /** @internal For operators defined in other modules (windows, joins): the builder and what is known of the stream. */
+  get internals(): { readonly builder: StreamsBuilder; readonly shape: StreamShape<K, V> } {
+    return { builder: this.#builder, shape: this.#shape };
   }
 
   #add<K2, V2>(
@@ -362,58 +362,6 @@ export class KGroupedStream<K, V> {
     this.#builder.draft.addStore({ name, kind: 'key-value', keySerde, valueSerde, changelog: options.changelog ?? true });
     this.#builder.draft.addProcessor(name, supplier, { parents: [this.#parent], stores: [name], operator });
     return new KTable<K, A>(this.#builder, name, keySerde, valueSerde);
-  }
-}
-
-export class TimeWindowedKStream<K, V> {
-  readonly #builder: StreamsBuilder;
-  readonly #parent: string;
-  readonly #keySerde: Serde<K>;
-  readonly #valueSerde: Serde<V>;
-  readonly #windows: WindowSpec;
-
-  constructor(builder: StreamsBuilder, parent: string, keySerde: Serde<K>, valueSerde: Serde<V>, windows: WindowSpec) {
-    this.#builder = builder;
-    this.#parent = parent;
-    this.#keySerde = keySerde;
-    this.#valueSerde = valueSerde;
-    this.#windows = windows;
-  }
-
-  count(name: string, options: StoreOptions<number> = {}): KTable<Windowed<K>, number> {
-    return this.aggregate(name, () => 0, (n) => n + 1, { valueSerde: Serdes.int64(), ...options }, 'windowedCount');
-  }
-
-  reduce(name: string, reducer: (aggregate: V, value: V) => V, options: StoreOptions<V> = {}): KTable<Windowed<K>, V> {
-    const init = (): V | undefined => undefined;
-    const agg: Aggregator<K, V, V | undefined> = (a, value) => (a === undefined ? value : reducer(a, value));
-    return this.aggregate(name, init, agg, { ...options, valueSerde: (options.valueSerde ?? this.#valueSerde) as Serde<V | undefined> }, 'windowedReduce') as KTable<Windowed<K>, V>;
-  }
-
-  aggregate<A>(
-    name: string,
-    initializer: Initializer<A>,
-    aggregator: Aggregator<K, V, A>,
-    options: StoreOptions<A> = {},
-    operator = 'windowedAggregate',
-  ): KTable<Windowed<K>, A> {
-    const valueSerde = options.valueSerde ?? Serdes.json<A>();
-    this.#builder.claim(name);
-    this.#builder.draft.addStore({
-      name,
-      kind: 'window',
-      keySerde: windowKeySerde(this.#keySerde),
-      valueSerde,
-      changelog: options.changelog ?? true,
-      detail: { window: this.#windows.describe() },
-    });
-    this.#builder.draft.addProcessor(name, windowedAggregateProcessor(name, this.#windows, initializer, aggregator), {
-      parents: [this.#parent],
-      stores: [name],
-      operator,
-      detail: { window: this.#windows.describe() },
-    });
-    return new KTable<Windowed<K>, A>(this.#builder, name, windowedSerde(this.#keySerde), valueSerde);
   }
 }
 
