@@ -7,6 +7,7 @@ import type { KeyValueBackend } from '../state/backend.js';
 import type { StoreSpec, Topology } from '../topology/topology.js';
 import { deadLetterTopic, type ErrorPolicy } from './dead-letter.js';
 import type { ApplicationStatus } from './status.js';
+import { GlobalStoreTask, GlobalStoreView } from './global-store.js';
 import { StreamTask, type TaskConfig } from './stream-task.js';
 
 export interface RunnerConfig extends TaskConfig {
@@ -33,6 +34,8 @@ export class TopologyRunner {
   readonly topology: Topology;
   readonly #options: RunnerOptions;
   readonly #tasks: StreamTask[] = [];
+  readonly #globalTasks: GlobalStoreTask[] = [];
+  readonly #globalViews = new Map<string, GlobalStoreView<unknown, unknown>>();
   readonly #partitions = new Map<string, number>();
   #state: ApplicationStatus['state'] = 'starting';
   #error: string | null = null;
@@ -78,6 +81,27 @@ export class TopologyRunner {
       for (const topic of topology.externalSinkTopics) {
         if (!this.#partitions.has(topic)) this.#partitions.set(topic, (await this.#describe(topic, 'writes to')).partitions);
       }
+      for (const spec of topology.globalStores.values()) {
+        await this.#describe(spec.topic, 'reads (global store)');
+        const backend = this.#options.openBackend(
+          { name: `~global-${spec.name}`, kind: 'key-value', keySerde: spec.keySerde, valueSerde: spec.valueSerde, changelog: false },
+          0,
+        );
+        const global = new GlobalStoreTask({
+          log,
+          spec,
+          backend,
+          group: `${topology.applicationId}-global`,
+          transactionalId: `${topology.applicationId}-global-${spec.name}`,
+          logger,
+          pollMaxRecords: this.#options.config.pollMaxRecords,
+          pollMaxWaitMs: this.#options.config.pollMaxWaitMs,
+        });
+        await global.bootstrap();
+        global.start();
+        this.#globalTasks.push(global);
+        this.#globalViews.set(spec.name, new GlobalStoreView(spec, backend));
+      }
       const env = {
         applicationId: topology.applicationId,
         errorPolicy: this.#options.config.errorPolicy,
@@ -89,6 +113,11 @@ export class TopologyRunner {
           return n;
         },
         wallClockMs: this.#options.wallClockMs ?? Date.now,
+        globalStore: (name: string) => {
+          const view = this.#globalViews.get(name);
+          if (view === undefined) throw new MillraceError('MILLRACE_STORE_UNKNOWN', `${topology.applicationId} has no global store ${name}`);
+          return view;
+        },
         onPunctuationError: (node: string, error: unknown) => {
           logger.error({ application: topology.applicationId, node, err: error }, 'punctuator failed; its effects were rolled back');
         },
@@ -115,6 +144,7 @@ export class TopologyRunner {
       this.#state = 'failed';
       this.#error = err instanceof Error ? err.message : String(err);
       await Promise.allSettled(this.#tasks.map((t) => t.stop()));
+      await Promise.allSettled(this.#globalTasks.map((t) => t.stop()));
       throw err;
     }
   }
@@ -171,6 +201,7 @@ export class TopologyRunner {
     if (this.#state === 'stopped') return;
     this.#state = 'stopping';
     await Promise.all(this.#tasks.map((t) => t.stop()));
+    await Promise.all(this.#globalTasks.map((t) => t.stop()));
     this.#removeLagSource?.();
     this.#state = this.#tasks.some((t) => t.state === 'failed') ? 'failed' : 'stopped';
   }

@@ -4,7 +4,7 @@ import { Partitioner } from '../log/partitioner.js';
 import type { SerdeContext } from '../serde/serde.js';
 import type { KeyValueBackend } from '../state/backend.js';
 import { CachingStore, RecordJournal } from '../state/caching-store.js';
-import { TypedKeyValueStore, type KeyValueStore } from '../state/key-value-store.js';
+import { TypedKeyValueStore, type KeyValueStore, type ReadOnlyKeyValueStore } from '../state/key-value-store.js';
 import type { Cancellable, Processor, ProcessorContext, PunctuationType } from '../topology/processor.js';
 import type { RecordMetadata, StreamRecord } from '../topology/record.js';
 import type { NodeSpec, SinkNodeSpec, SourceNodeSpec, StoreSpec, Subtopology, Topology } from '../topology/topology.js';
@@ -30,6 +30,8 @@ export interface TaskEnvironment {
   /** Partition count of a topic a sink writes to. */
   partitionsOf(topic: string): number;
   wallClockMs(): number;
+  /** A global store, read-only. */
+  globalStore(name: string): ReadOnlyKeyValueStore<unknown, unknown>;
   /** Told about failures that have no record to dead-letter (a punctuator that threw). */
   onPunctuationError?(node: string, error: unknown): void;
 }
@@ -577,6 +579,9 @@ class NodeInstance {
       },
       store<K, V>(name: string): KeyValueStore<K, V> {
         return task.typedStore(spec.name, stores, name) as KeyValueStore<K, V>;
+      },
+      globalStore<K, V>(name: string): ReadOnlyKeyValueStore<K, V> {
+        return task.environment.globalStore(name) as ReadOnlyKeyValueStore<K, V>;
       },
       streamTimeMs: () => task.streamTimeMs,
       watermarkMs: () => task.watermarkMs,

@@ -4,7 +4,8 @@ import { Serdes, type Serde } from '../serde/serde.js';
 import { MemoryBackend } from '../state/backend.js';
 import type { TypedKeyValueStore } from '../state/key-value-store.js';
 import type { StreamRecord } from '../topology/record.js';
-import type { Topology } from '../topology/topology.js';
+import type { GlobalStoreSpec, Topology } from '../topology/topology.js';
+import { GlobalStoreView, globalChange } from '../runtime/global-store.js';
 import type { DeadLetter, ErrorPolicy } from '../runtime/dead-letter.js';
 import { TaskExecutor, type OutputRecord } from '../runtime/task-executor.js';
 
@@ -35,6 +36,8 @@ export class TopologyTestDriver {
   readonly #tasks = new Map<string, TaskExecutor>();
   readonly #topics = new Map<string, StoredRecord[]>();
   readonly #backends = new Map<string, MemoryBackend>();
+  /** Global stores by the topic that feeds them. */
+  readonly #globals = new Map<string, { spec: GlobalStoreSpec; backend: MemoryBackend }>();
   #wallClockMs: number;
   #processing = false;
   readonly #queue: StoredRecord[] = [];
@@ -53,7 +56,15 @@ export class TopologyTestDriver {
       },
       partitionsOf: () => 1,
       wallClockMs: () => this.#wallClockMs,
+      globalStore: (name: string) => {
+        const global = [...this.#globals.values()].find((g) => g.spec.name === name);
+        if (global === undefined) throw new MillraceError('MILLRACE_STORE_UNKNOWN', `the topology has no global store ${name}`);
+        return new GlobalStoreView(global.spec, global.backend);
+      },
     };
+    for (const spec of topology.globalStores.values()) {
+      this.#globals.set(spec.topic, { spec, backend: new MemoryBackend(`~global-${spec.name}`, 0) });
+    }
     for (const sub of topology.subtopologies) {
       const task = new TaskExecutor(topology, sub, 0, env);
       for (const topic of sub.sourceTopics) this.#tasks.set(topic, task);
@@ -64,8 +75,8 @@ export class TopologyTestDriver {
   }
 
   createInputTopic<K = string, V = unknown>(topic: string, serdes: { keySerde?: Serde<K>; valueSerde?: Serde<V> } = {}): TestInputTopic<K, V> {
-    if (!this.#tasks.has(topic)) {
-      throw new MillraceError('MILLRACE_TOPIC_UNKNOWN', `the topology does not read ${topic}; it reads ${[...this.#tasks.keys()].join(', ')}`);
+    if (!this.#tasks.has(topic) && !this.#globals.has(topic)) {
+      throw new MillraceError('MILLRACE_TOPIC_UNKNOWN', `the topology does not read ${topic}; it reads ${[...this.#tasks.keys(), ...this.#globals.keys()].join(', ')}`);
     }
     return new TestInputTopic<K, V>(this, topic, serdes.keySerde ?? (Serdes.string() as unknown as Serde<K>), serdes.valueSerde ?? Serdes.json<V>());
   }
@@ -122,7 +133,15 @@ export class TopologyTestDriver {
 
   /** @internal */
   pipe(topic: string, key: Buffer | null, value: Buffer | null, timestamp: number, headers: Headers): void {
-    this.#queue.push(this.#append({ topic, partition: 0, key, value, timestamp, headers }));
+    const stored = this.#append({ topic, partition: 0, key, value, timestamp, headers });
+    const global = this.#globals.get(topic);
+    if (global !== undefined) {
+      // A global store takes the record at once, as the runtime's global store task would soon after.
+      const change = globalChange(global.spec, stored);
+      if (typeof change !== 'string') global.backend.apply(global.backend.writesFor([change]));
+      return;
+    }
+    this.#queue.push(stored);
     this.#drain();
   }
 

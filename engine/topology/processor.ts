@@ -1,4 +1,4 @@
-import type { KeyValueStore } from '../state/key-value-store.js';
+import type { KeyValueStore, ReadOnlyKeyValueStore } from '../state/key-value-store.js';
 import type { RecordMetadata, StreamRecord } from './record.js';
 
 /**
@@ -29,6 +29,8 @@ export interface ProcessorContext<KOut, VOut> {
   forward(record: StreamRecord<KOut, VOut>, childName?: string): void;
   /** A state store this processor declared (`stores` when the node was added). */
   store<K, V>(name: string): KeyValueStore<K, V>;
+  /** A global store of the topology: every key of its topic, whichever partition; read-only. */
+  globalStore<K, V>(name: string): ReadOnlyKeyValueStore<K, V>;
   /** The largest event time the task has read; -1 before its first record. */
   streamTimeMs(): number;
   /**

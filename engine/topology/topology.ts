@@ -57,6 +57,17 @@ export interface StoreSpec {
   readonly detail?: Readonly<Record<string, unknown>>;
 }
 
+/**
+ * A store every task sees in full, read-only: fed from all partitions of `topic` (a compacted topic, typically)
+ * by the runtime, outside any task. For lookups such as a model routing table.
+ */
+export interface GlobalStoreSpec {
+  readonly name: string;
+  readonly topic: string;
+  readonly keySerde: AnySerde;
+  readonly valueSerde: AnySerde;
+}
+
 export interface InternalTopicSpec {
   readonly name: string;
   readonly kind: 'repartition' | 'changelog';
@@ -107,6 +118,7 @@ export interface TopologyDescription {
     readonly detail?: Readonly<Record<string, unknown>>;
   }>;
   readonly internalTopics: ReadonlyArray<{ readonly name: string; readonly kind: InternalTopicSpec['kind']; readonly partitions: number | null }>;
+  readonly globalStores: ReadonlyArray<{ readonly name: string; readonly topic: string; readonly keySerde: string; readonly valueSerde: string }>;
 }
 
 function invalid(message: string): MillraceError {
@@ -132,6 +144,7 @@ export class Topology {
   readonly children: ReadonlyMap<string, readonly string[]>;
   readonly stores: ReadonlyMap<string, StoreSpec>;
   readonly internalTopics: ReadonlyMap<string, InternalTopicSpec>;
+  readonly globalStores: ReadonlyMap<string, GlobalStoreSpec>;
   readonly subtopologies: readonly Subtopology[];
 
   constructor(
@@ -140,6 +153,7 @@ export class Topology {
     stores: readonly StoreSpec[],
     internalTopics: readonly InternalTopicSpec[],
     options: TopologyOptions = {},
+    globalStores: readonly GlobalStoreSpec[] = [],
   ) {
     if (!NAME_PATTERN.test(applicationId)) throw invalid(`application id ${JSON.stringify(applicationId)} must match ${NAME_PATTERN}`);
     this.applicationId = applicationId;
@@ -187,7 +201,20 @@ export class Topology {
     this.children = children;
     this.stores = storeMap;
     this.internalTopics = new Map(internalTopics.map((t) => [t.name, t]));
+    const globals = new Map<string, GlobalStoreSpec>();
+    for (const global of globalStores) {
+      if (!NAME_PATTERN.test(global.name)) throw invalid(`global store name ${JSON.stringify(global.name)} must match ${NAME_PATTERN}`);
+      if (globals.has(global.name) || storeMap.has(global.name)) throw invalid(`two stores are named ${global.name}`);
+      if (!TOPIC_NAME_PATTERN.test(global.topic)) throw invalid(`global store ${global.name}: invalid topic name ${JSON.stringify(global.topic)}`);
+      globals.set(global.name, global);
+    }
+    this.globalStores = globals;
     this.subtopologies = this.#split(nodes);
+    for (const global of globals.values()) {
+      if (this.subtopologyReading(global.topic) !== undefined) {
+        throw invalid(`topic ${global.topic} feeds global store ${global.name} and is also read by a stream: read it one way only`);
+      }
+    }
   }
 
   /** Connected components of nodes, joined also by shared stores: each becomes a sub-topology. */
@@ -323,6 +350,12 @@ export class Topology {
           partitions: null,
         })),
       ],
+      globalStores: [...this.globalStores.values()].map((g) => ({
+        name: g.name,
+        topic: g.topic,
+        keySerde: g.keySerde.name,
+        valueSerde: g.valueSerde.name,
+      })),
     };
   }
 }
@@ -342,6 +375,7 @@ export class TopologyDraft {
   readonly #nodes: NodeSpec[] = [];
   readonly #stores: StoreSpec[] = [];
   readonly #internalTopics: InternalTopicSpec[] = [];
+  readonly #globalStores: GlobalStoreSpec[] = [];
   readonly #options: TopologyOptions;
 
   constructor(applicationId: string, options: TopologyOptions = {}) {
@@ -398,6 +432,11 @@ export class TopologyDraft {
     return this;
   }
 
+  addGlobalStore(spec: GlobalStoreSpec): this {
+    this.#globalStores.push(spec);
+    return this;
+  }
+
   addInternalTopic(spec: InternalTopicSpec): this {
     this.#internalTopics.push(spec);
     return this;
@@ -409,6 +448,6 @@ export class TopologyDraft {
   }
 
   build(): Topology {
-    return new Topology(this.applicationId, this.#nodes, this.#stores, this.#internalTopics, this.#options);
+    return new Topology(this.applicationId, this.#nodes, this.#stores, this.#internalTopics, this.#options, this.#globalStores);
   }
 }

@@ -200,6 +200,9 @@ describe('`to` and partitions', () => {
       openBackend: (store, partition) => new MemoryBackend(store.name, partition),
       partitionsOf: () => partitions,
       wallClockMs: () => 0,
+      globalStore: () => {
+        throw new Error('this topology has no global store');
+      },
     };
     const task = new TaskExecutor(topology, topology.subtopologies[0]!, taskPartition, env);
     task.init();
