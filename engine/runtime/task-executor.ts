@@ -255,44 +255,42 @@ export class TaskExecutor {
     }
     // Only a record that could be read moves stream time: a corrupt one must not close every open window.
     if (record.timestamp > this.#streamTime) this.#streamTime = record.timestamp;
-    const outcome = this.#runUnit(() => source.node.forward(record));
-    const done = (failure: Failure | undefined): void | Promise<void> => {
-      if (failure === undefined) {
-        this.#journal.clear();
-        this.#current = undefined;
-        this.processed++;
-      } else {
-        this.#recordFailed(input, failure, outputsBefore);
-      }
-      return this.#punctuateStreamTime();
-    };
-    return outcome instanceof Promise ? outcome.then(done) : done(outcome);
-  }
-
-  /**
-   * Runs a unit of work: its synchronous part, then whatever async work it left pending (processors may forward to
-   * async children while they settle: drain until nothing is left). Resolves to the failure, if any.
-   */
-  #runUnit(work: () => void): Failure | undefined | Promise<Failure | undefined> {
+    let failure: Failure | undefined;
     try {
-      work();
+      source.node.forward(record);
     } catch (error) {
       this.#pending = [];
-      return { error, node: this.#currentNode };
+      failure = { error, node: this.#currentNode };
     }
-    if (this.#pending.length === 0) return undefined;
-    return (async () => {
-      while (this.#pending.length > 0) {
-        const next = this.#pending.shift()!;
-        try {
-          await next.promise;
-        } catch (error) {
-          this.#pending = [];
-          return { error, node: next.node };
-        }
+    if (failure === undefined && this.#pending.length > 0) {
+      return this.#drainPending().then((late) => this.#finishRecord(input, late, outputsBefore));
+    }
+    return this.#finishRecord(input, failure, outputsBefore);
+  }
+
+  #finishRecord(input: LogRecord, failure: Failure | undefined, outputsBefore: number): void | Promise<void> {
+    if (failure === undefined) {
+      this.#journal.clear();
+      this.#current = undefined;
+      this.processed++;
+    } else {
+      this.#recordFailed(input, failure, outputsBefore);
+    }
+    return this.#punctuateStreamTime();
+  }
+
+  /** Awaits the async work a unit left (processors may forward to async children while they settle). */
+  async #drainPending(): Promise<Failure | undefined> {
+    while (this.#pending.length > 0) {
+      const next = this.#pending.shift()!;
+      try {
+        await next.promise;
+      } catch (error) {
+        this.#pending = [];
+        return { error, node: next.node };
       }
-      return undefined;
-    })();
+    }
+    return undefined;
   }
 
   #recordFailed(input: LogRecord, failure: Failure, outputsBefore: number): void {
@@ -370,8 +368,15 @@ export class TaskExecutor {
   /** Fires stream-time punctuators whose interval stream time has crossed (at most once per call each). */
   #punctuateStreamTime(): void | Promise<void> {
     if (this.#punctuators.length === 0 || this.#streamTime < 0) return;
-    const due = this.#punctuators.filter((p) => p.type === 'stream-time' && this.#bucket(p) > p.mark);
-    for (const p of due) p.mark = this.#bucket(p);
+    let due: Punctuator[] | undefined;
+    for (const p of this.#punctuators) {
+      if (p.type !== 'stream-time') continue;
+      const bucket = this.#bucket(p);
+      if (bucket <= p.mark) continue;
+      p.mark = bucket;
+      (due ??= []).push(p);
+    }
+    if (due === undefined) return;
     return this.#punctuate(due, () => this.#streamTime);
   }
 
@@ -407,23 +412,33 @@ export class TaskExecutor {
     this.#current = undefined;
     this.#currentNode = p.node;
     const outputsBefore = this.#outputs.length;
-    const outcome = this.#runUnit(() => p.callback(timestampMs));
-    const done = (failure: Failure | undefined): void => {
-      if (failure === undefined) {
-        this.#journal.clear();
-        return;
-      }
-      this.#journal.rollback();
-      this.#outputs.length = outputsBefore;
-      if (this.#env.errorPolicy === 'fail') {
-        throw new MillraceError('MILLRACE_TASK_FAILED', `task ${this.taskId} failed in a punctuator of ${failure.node}: ${errorMessage(failure.error)}`, {
-          cause: failure.error,
-        });
-      }
-      this.punctuationErrors++;
-      this.#env.onPunctuationError?.(failure.node, failure.error);
-    };
-    return outcome instanceof Promise ? outcome.then(done) : done(outcome);
+    let failure: Failure | undefined;
+    try {
+      p.callback(timestampMs);
+    } catch (error) {
+      this.#pending = [];
+      failure = { error, node: p.node };
+    }
+    if (failure === undefined && this.#pending.length > 0) {
+      return this.#drainPending().then((late) => this.#finishPunctuation(late, outputsBefore));
+    }
+    this.#finishPunctuation(failure, outputsBefore);
+  }
+
+  #finishPunctuation(failure: Failure | undefined, outputsBefore: number): void {
+    if (failure === undefined) {
+      this.#journal.clear();
+      return;
+    }
+    this.#journal.rollback();
+    this.#outputs.length = outputsBefore;
+    if (this.#env.errorPolicy === 'fail') {
+      throw new MillraceError('MILLRACE_TASK_FAILED', `task ${this.taskId} failed in a punctuator of ${failure.node}: ${errorMessage(failure.error)}`, {
+        cause: failure.error,
+      });
+    }
+    this.punctuationErrors++;
+    this.#env.onPunctuationError?.(failure.node, failure.error);
   }
 
   // ---------------------------------------------------------------- checkpoints

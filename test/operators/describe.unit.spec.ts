@@ -65,6 +65,7 @@ describe('describe()', () => {
         { name: 'clicks-app-by-user-repartition', kind: 'repartition', partitions: null },
         { name: 'clicks-app-per-minute-changelog', kind: 'changelog', partitions: null },
       ],
+      globalStores: [],
     });
   });
 
