@@ -82,6 +82,11 @@ export interface StoreOptions<V> {
   readonly valueSerde?: Serde<V>;
   /** Write changes to a compacted changelog topic, from which the store can be restored (default true). */
   readonly changelog?: boolean;
+  /**
+   * State TTL: a key not updated for this long in event time (the task's stream time) is forgotten, so its next
+   * record starts from the initializer again. Not for windowed aggregations, whose windows expire by themselves.
+   */
+  readonly ttlMs?: number;
 }
 
 /**
@@ -359,7 +364,17 @@ export class KGroupedStream<K, V> {
     options: StoreOptions<A>,
   ): KTable<K, A> {
     this.#builder.claim(name);
-    this.#builder.draft.addStore({ name, kind: 'key-value', keySerde, valueSerde, changelog: options.changelog ?? true });
+    if (options.ttlMs !== undefined && (!Number.isSafeInteger(options.ttlMs) || options.ttlMs <= 0)) {
+      throw new MillraceError('MILLRACE_TOPOLOGY_INVALID', `${name}: ttlMs must be a positive integer of ms, got ${options.ttlMs}`);
+    }
+    this.#builder.draft.addStore({
+      name,
+      kind: 'key-value',
+      keySerde,
+      valueSerde,
+      changelog: options.changelog ?? true,
+      ...(options.ttlMs === undefined ? {} : { ttlMs: options.ttlMs }),
+    });
     this.#builder.draft.addProcessor(name, supplier, { parents: [this.#parent], stores: [name], operator });
     return new KTable<K, A>(this.#builder, name, keySerde, valueSerde);
   }
