@@ -4,6 +4,8 @@ import { Serdes } from '../../engine/serde/serde.js';
 import { StreamsBuilder } from '../../engine/topology/builder.js';
 import { TimeWindows } from '../../engine/operators/windows.js';
 import { LevelBackend } from '../../engine/state/backend.js';
+import type { ProcessorContext } from '../../engine/topology/processor.js';
+import { TopologyDraft } from '../../engine/topology/topology.js';
 import { caughtUp, readTopic, startRunner, tempDir } from '../support/runtime.js';
 
 function keyedCount() {
@@ -139,6 +141,34 @@ describe('TopologyRunner on the embedded log', () => {
       .sort((x, y) => x.key!.compare(y.key!) || x.offset - y.offset)
       .map((r) => [r.key!.toString(), JSON.parse(r.value!.toString())]);
     expect(out).toEqual([['k@10000', 1], ['k@12000', 1], ['k@12000', 2]]);
+  });
+
+  it('fires wall-clock punctuators while a task has no input', async () => {
+    await log.createTopic({ name: 'ticks', partitions: 3 });
+    const topology = new TopologyDraft('ticker')
+      .addSource('in', { topics: ['events'], keySerde: Serdes.string(), valueSerde: Serdes.json() })
+      .addProcessor(
+        'tick',
+        () => ({
+          init(ctx: ProcessorContext<string, number>) {
+            ctx.schedule(20, 'wall-clock', (now) => ctx.forward({ key: 'tick', value: now, timestamp: now, headers: {} }));
+          },
+          process() {},
+        }),
+        { parents: ['in'] },
+      )
+      .addSink('out', 'ticks', { parents: ['tick'], keySerde: Serdes.string(), valueSerde: Serdes.json() })
+      .build();
+    const runner = startRunner(log, topology);
+    await runner.start();
+    const deadline = Date.now() + 10_000;
+    while ((await readTopic(log, 'ticks')).length < 6 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    await runner.stop();
+    const ticks = (await readTopic(log, 'ticks')).map((r) => JSON.parse(r.value!.toString()) as number);
+    expect(ticks.length).toBeGreaterThanOrEqual(6);
+    // Each of the three tasks ticks, at the wall-clock time it fired.
+    expect(new Set((await readTopic(log, 'ticks')).map((r) => r.partition)).size).toBeGreaterThanOrEqual(1);
+    expect(ticks.every((t) => t > 1_700_000_000_000)).toBe(true);
   });
 });
 
