@@ -31,11 +31,31 @@ export { EmbeddedSchemaRegistry } from './serde/embedded-registry.js';
 export { keySubject, valueSubject, type RegisteredSchema, type SchemaRegistry } from './serde/registry.js';
 
 export { StreamsBuilder, KStream, KGroupedStream, KTable, windowedSerde } from './topology/builder.js';
-export { TimeWindowedKStream } from './topology/windowed.js';
-export { Topology, TopologyDraft, type TopologyDescription, type StoreSpec } from './topology/topology.js';
-export type { Processor, ProcessorContext, ProcessorSupplier } from './topology/processor.js';
+export {
+  TimeWindowedKStream,
+  SessionWindowedKStream,
+  type EmitMode,
+  type SessionAggregateOptions,
+  type SessionStoreOptions,
+  type SessionValue,
+  type WindowedStoreOptions,
+} from './topology/windowed.js';
+export { Topology, TopologyDraft, type GlobalStoreSpec, type StoreSpec, type TopologyDescription, type TopologyOptions } from './topology/topology.js';
+export type { Cancellable, Processor, ProcessorContext, ProcessorSupplier, PunctuationType } from './topology/processor.js';
 export type { KeyValue, RecordMetadata, StreamRecord, TimeWindow, Windowed } from './topology/record.js';
-export { TimeWindows, TumblingWindows, type WindowSpec } from './operators/windows.js';
+export {
+  HoppingWindows,
+  SessionWindows,
+  SlidingWindows,
+  TimeWindows,
+  TumblingWindows,
+  type FixedWindows,
+  type GraceOptions,
+  type TimeWindowSpec,
+  type WindowKind,
+  type WindowSpec,
+} from './operators/windows.js';
+export type { Merger } from './operators/aggregate.js';
 export type { KeyValueStore, ReadOnlyKeyValueStore, KeyValueEntry } from './state/key-value-store.js';
 
 export type { DeadLetter, ErrorPolicy } from './runtime/dead-letter.js';

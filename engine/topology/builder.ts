@@ -10,8 +10,8 @@ import {
   passThroughProcessor,
   peekProcessor,
 } from '../operators/stateless.js';
-import type { WindowSpec } from '../operators/windows.js';
-import { TimeWindowedKStream } from './windowed.js';
+import type { SessionWindows, TimeWindowSpec, WindowSpec } from '../operators/windows.js';
+import { SessionWindowedKStream, TimeWindowedKStream } from './windowed.js';
 import { Serdes, deserializationError, type Serde } from '../serde/serde.js';
 import type { ProcessorSupplier } from './processor.js';
 import type { KeyValue, StreamRecord, Windowed } from './record.js';
@@ -351,7 +351,12 @@ export class KGroupedStream<K, V> {
     return this.#stateful(name, operator, aggregateProcessor(name, initializer, aggregator), this.#keySerde, options.valueSerde ?? Serdes.json<A>(), options);
   }
 
-  windowedBy(windows: WindowSpec): TimeWindowedKStream<K, V> {
+  /** Windows the grouped records by event time: sessions give a `SessionWindowedKStream`, the others a `TimeWindowedKStream`. */
+  windowedBy(windows: SessionWindows): SessionWindowedKStream<K, V>;
+  windowedBy(windows: TimeWindowSpec): TimeWindowedKStream<K, V>;
+  windowedBy(windows: WindowSpec): TimeWindowedKStream<K, V> | SessionWindowedKStream<K, V>;
+  windowedBy(windows: WindowSpec): TimeWindowedKStream<K, V> | SessionWindowedKStream<K, V> {
+    if (windows.kind === 'session') return new SessionWindowedKStream(this.#builder, this.#parent, this.#keySerde, this.#valueSerde, windows);
     return new TimeWindowedKStream(this.#builder, this.#parent, this.#keySerde, this.#valueSerde, windows);
   }
 

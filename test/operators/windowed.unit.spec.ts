@@ -101,8 +101,10 @@ describe('tumbling windows', () => {
         code: 'MILLRACE_LATE_RECORD',
         reason: 'late',
         recordTimestamp: 9,
+        watermark: 15,
         streamTime: 15,
         graceMs: 5,
+        windows: [{ start: 0, end: 10 }],
         node: 'per-window',
         source: { topic: 'events', partition: 0, offset: 2, timestamp: '1970-01-01T00:00:00.009Z' },
         original: { key: Buffer.from('a').toString('base64'), value: Buffer.from('1').toString('base64'), encoding: 'base64', headers: { id: Buffer.from('late-one').toString('base64') } },
@@ -164,6 +166,48 @@ describe('tumbling windows', () => {
     // when: stream time 25 closes [10, 20) too
     input.pipeInput('c', 1, 25);
     expect(committedWindows(driver)).toEqual([[20, 'c', 1]]);
+  });
+
+  it('close when the watermark (stream time − allowedLatenessMs) reaches end + grace', () => {
+    // given: allowed lateness 3 and grace 5 together hold [0, 10) open until stream time 18
+    const b = new StreamsBuilder('win', { allowedLatenessMs: 3 });
+    b.stream<string, number>('events').groupByKey('by-key').windowedBy(TimeWindows.tumbling(10, { graceMs: 5 })).count('per-window').toStream('changes').to('counts');
+    const driver = new TopologyTestDriver(b.build());
+    const input = driver.createInputTopic<string, number>('events');
+    // when
+    input.pipeInput('a', 1, 17);
+    input.pipeInput('a', 1, 9);
+    input.pipeInput('a', 1, 18);
+    input.pipeInput('a', 1, 9);
+    // then
+    expect(driver.clockOf('events')).toEqual({ streamTimeMs: 18, watermarkMs: 15 });
+    expect(driver.lateRecords().map((d) => [d.source.offset, d['watermark']])).toEqual([[3, 15]]);
+  });
+
+  it('with emit final forward each window once, when it closes, with its final count and its last instant as timestamp', () => {
+    // given
+    const b = new StreamsBuilder('win');
+    b.stream<string, number>('events').groupByKey('by-key').windowedBy(TimeWindows.tumbling(10, { graceMs: 5 })).count('per-window', { emit: 'final' }).toStream('changes').to('counts');
+    const driver = new TopologyTestDriver(b.build());
+    const input = driver.createInputTopic<string, number>('events');
+    const output = driver.createOutputTopic('counts', windowedKeys);
+    // when
+    for (const [k, t] of [['b', 1], ['a', 2], ['a', 12], ['a', 8], ['b', 14]] as const) input.pipeInput(k, 1, t);
+    // then
+    expect(output.readRecordsToList()).toEqual([]);
+    input.pipeInput('c', 1, 15); // closes [0, 10)
+    expect(output.readRecordsToList().map((r) => [r.key, r.value, r.timestamp])).toEqual([
+      [windowed('a', 0, 10), 2, 9],
+      [windowed('b', 0, 10), 1, 9],
+    ]);
+    expect(committedWindows(driver)).toEqual([
+      [10, 'a', 1],
+      [10, 'b', 1],
+      [10, 'c', 1],
+    ]);
+    input.pipeInput('a', 1, 3);
+    expect(driver.lateRecords().map((d) => d.source.offset)).toEqual([6]);
+    expect(output.readRecordsToList()).toEqual([]);
   });
 
   it('reject a zero size or a negative grace as programmer errors', () => {
