@@ -56,6 +56,20 @@ export {
   type WindowSpec,
 } from './operators/windows.js';
 export type { Merger } from './operators/aggregate.js';
+export { JoinWindows, type JoinKind } from './operators/joins.js';
+export {
+  GlobalKTable,
+  globalTable,
+  streamGlobalTableJoin,
+  streamStreamJoin,
+  streamTableJoin,
+  table,
+  type GlobalTableOptions,
+  type StreamJoiner,
+  type TableJoiner,
+  type TableOptions,
+} from './topology/tables.js';
+export type { JoinOptions } from './topology/builder.js';
 export type { KeyValueStore, ReadOnlyKeyValueStore, KeyValueEntry } from './state/key-value-store.js';
 
 export type { DeadLetter, ErrorPolicy } from './runtime/dead-letter.js';

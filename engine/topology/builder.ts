@@ -12,6 +12,19 @@ import {
 } from '../operators/stateless.js';
 import type { SessionWindows, TimeWindowSpec, WindowSpec } from '../operators/windows.js';
 import { SessionWindowedKStream, TimeWindowedKStream } from './windowed.js';
+import {
+  GlobalKTable,
+  globalTable,
+  streamGlobalTableJoin,
+  streamStreamJoin,
+  streamTableJoin,
+  table,
+  type GlobalTableOptions,
+  type JoinWindows,
+  type StreamJoiner,
+  type TableJoiner,
+  type TableOptions,
+} from './tables.js';
 import { Serdes, deserializationError, type Serde } from '../serde/serde.js';
 import type { ProcessorSupplier } from './processor.js';
 import type { KeyValue, StreamRecord, Windowed } from './record.js';
@@ -78,6 +91,11 @@ export interface RepartitionOptions<K, V> extends SerdeOptions<K, V> {
   readonly partitions?: number;
 }
 
+export interface JoinOptions<VR> {
+  /** Serde of the joined values, for a repartition or store downstream (JSON by default). */
+  readonly valueSerde?: Serde<VR>;
+}
+
 export interface StoreOptions<V> {
   readonly valueSerde?: Serde<V>;
   /** Write changes to a compacted changelog topic, from which the store can be restored (default true). */
@@ -126,6 +144,20 @@ export class StreamsBuilder {
       ...(options.timestampExtractor === undefined ? {} : { timestampExtractor: options.timestampExtractor as (r: StreamRecord<any, any>) => number }),
     });
     return new KStream<K, V>(this, name, { keySerde, valueSerde, keyChanged: false });
+  }
+
+  /**
+   * A table of the latest value per key of a (compacted) topic, materialised in a store named `options.name`.
+   * With `versioned: { historyRetentionMs }` it keeps each key's history, so stream–table joins look up the
+   * value valid at each stream record's event time.
+   */
+  table<K = string, V = unknown>(topic: string, options: TableOptions<K, V>): KTable<K, V> {
+    return table(this, topic, options);
+  }
+
+  /** A table every task sees in full (a global store), for lookups by any key without co-partitioning. */
+  globalTable<K = string, V = unknown>(topic: string, options: GlobalTableOptions<K, V>): GlobalKTable<K, V> {
+    return globalTable(this, topic, options);
   }
 
   /** A store for Processor API nodes (`KStream.process(..., { stores })`). */
@@ -304,6 +336,66 @@ export class KStream<K, V> {
   /** `keyBy` then `groupByKey`. */
   groupBy<K2>(name: string, fn: (record: StreamRecord<K, V>) => K2, options: RepartitionOptions<K2, V> = {}): KGroupedStream<K2, V> {
     return this.keyBy(name, fn, options).groupByKey(`${name}-grouped`, options);
+  }
+
+  /**
+   * Inner joins. With a table: each record joins the table's value for its key as of the record's event time
+   * (versioned tables; otherwise the latest value). With another stream: records of the two streams whose event
+   * times fall within the join windows of each other. With a global table: the value for the key `keyMapper` picks.
+   * A record with nothing to join forwards nothing.
+   */
+  join<VT, VR>(name: string, table: KTable<K, VT>, joiner: TableJoiner<K, V, VT, VR, false>, options?: JoinOptions<VR>): KStream<K, VR>;
+  join<VO, VR>(name: string, other: KStream<K, VO>, joiner: StreamJoiner<K, V, VO, VR, 'inner'>, windows: JoinWindows, options?: JoinOptions<VR>): KStream<K, VR>;
+  join<GK, GV, VR>(
+    name: string,
+    globalTable: GlobalKTable<GK, GV>,
+    keyMapper: (record: StreamRecord<K, V>) => GK,
+    joiner: TableJoiner<K, V, GV, VR, false>,
+    options?: JoinOptions<VR>,
+  ): KStream<K, VR>;
+  join(name: string, other: unknown, a: unknown, b?: unknown, c?: unknown): KStream<K, unknown> {
+    return this.#join(name, other, a, b, c, 'inner');
+  }
+
+  /** As `join`, but a record with nothing to join is forwarded too, with `null` for the other side. */
+  leftJoin<VT, VR>(name: string, table: KTable<K, VT>, joiner: TableJoiner<K, V, VT, VR, true>, options?: JoinOptions<VR>): KStream<K, VR>;
+  leftJoin<VO, VR>(name: string, other: KStream<K, VO>, joiner: StreamJoiner<K, V, VO, VR, 'left'>, windows: JoinWindows, options?: JoinOptions<VR>): KStream<K, VR>;
+  leftJoin<GK, GV, VR>(
+    name: string,
+    globalTable: GlobalKTable<GK, GV>,
+    keyMapper: (record: StreamRecord<K, V>) => GK,
+    joiner: TableJoiner<K, V, GV, VR, true>,
+    options?: JoinOptions<VR>,
+  ): KStream<K, VR>;
+  leftJoin(name: string, other: unknown, a: unknown, b?: unknown, c?: unknown): KStream<K, unknown> {
+    return this.#join(name, other, a, b, c, 'left');
+  }
+
+  /** A windowed join of two streams that also forwards each unmatched record of either side, once, when its window closes. */
+  outerJoin<VO, VR>(name: string, other: KStream<K, VO>, joiner: StreamJoiner<K, V, VO, VR, 'outer'>, windows: JoinWindows, options?: JoinOptions<VR>): KStream<K, VR> {
+    return streamStreamJoin(this, other, joiner, windows, { name, kind: 'outer', ...options });
+  }
+
+  #join(name: string, other: unknown, a: unknown, b: unknown, c: unknown, kind: 'inner' | 'left'): KStream<K, unknown> {
+    const left = kind === 'left';
+    if (other instanceof KTable) {
+      return streamTableJoin(this, other, a as TableJoiner<K, V, unknown, unknown, boolean>, { name, left, ...(b as JoinOptions<unknown> | undefined) });
+    }
+    if (other instanceof KStream) {
+      return streamStreamJoin(this, other, a as StreamJoiner<K, V, unknown, unknown, 'inner'>, b as JoinWindows, {
+        name,
+        kind,
+        ...(c as JoinOptions<unknown> | undefined),
+      });
+    }
+    if (other instanceof GlobalKTable) {
+      return streamGlobalTableJoin(this, other, a as (record: StreamRecord<K, V>) => unknown, b as TableJoiner<K, V, unknown, unknown, boolean>, {
+        name,
+        left,
+        ...(c as JoinOptions<unknown> | undefined),
+      });
+    }
+    throw new TypeError(`${name}: join with a KTable, a KStream (and JoinWindows) or a GlobalKTable`);
   }
 
   /** Writes the stream to a topic. */

@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { Serdes } from '../../engine/serde/serde.js';
 import { TopologyTestDriver } from '../../engine/testing/index.js';
 import dedupe from '../../topologies/examples/dedupe.js';
+import enrich from '../../topologies/examples/enrich-payments.js';
 import spend from '../../topologies/examples/spend-per-minute.js';
 import { windowedSerde } from '../../engine/topology/builder.js';
 
@@ -45,6 +46,27 @@ describe('README examples', () => {
     expect(output.readKeyValuesToList()).toEqual([
       { key: 'a', value: { n: 1 } },
       { key: 'b', value: { n: 2 } },
+    ]);
+  });
+
+  it('enrich-payments joins a versioned table as of event time, a global table, and a stream within a window', () => {
+    const driver = new TopologyTestDriver(enrich.build());
+    const profiles = driver.createInputTopic('user-profiles');
+    const merchants = driver.createInputTopic('merchants');
+    const clicks = driver.createInputTopic('clicks');
+    const payments = driver.createInputTopic('payments');
+    const out = driver.createOutputTopic('enriched-payments');
+    merchants.pipeInput('m1', { country: 'NL' });
+    profiles.pipeInput('ada', { tier: 'basic' }, 1_000);
+    profiles.pipeInput('ada', { tier: 'gold' }, 50_000);
+    clicks.pipeInput('ada', { page: '/checkout' }, 9_000);
+    // Processed after the upgrade, but it happened at 10 s: it joins the profile valid then.
+    payments.pipeInput('ada', { id: 'p1', user: 'ada', amount: 5, merchant: 'm1' }, 10_000);
+    payments.pipeInput('ada', { id: 'p2', user: 'ada', amount: 7, merchant: 'm1' }, 60_000);
+    payments.pipeInput('ada', { id: 'p3', user: 'ada', amount: 9, merchant: 'm1' }, 130_000); // closes p2's window
+    expect(out.readValuesToList()).toEqual([
+      { id: 'p1', user: 'ada', amount: 5, merchant: 'm1', tier: 'basic', country: 'NL', page: '/checkout' },
+      { id: 'p2', user: 'ada', amount: 7, merchant: 'm1', tier: 'gold', country: 'NL', page: null },
     ]);
   });
 });
