@@ -22,6 +22,7 @@ export const ErrorCodes = {
   MILLRACE_OFFSET_INVALID: { status: 400, title: 'Invalid offset', retriable: false },
   MILLRACE_RECORD_INVALID: { status: 400, title: 'Invalid record', retriable: false },
   MILLRACE_TRANSACTION_STATE: { status: 500, title: 'Transaction used in the wrong state', retriable: false },
+  MILLRACE_TRANSACTION_FENCED: { status: 409, title: 'A newer writer with the same transactional id took over', retriable: false },
   // schemas and serdes
   MILLRACE_SCHEMA_INVALID: { status: 400, title: 'Invalid Avro schema', retriable: false },
   MILLRACE_SCHEMA_INCOMPATIBLE: { status: 409, title: 'Schema is incompatible with an earlier version', retriable: false },

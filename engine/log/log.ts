@@ -105,7 +105,11 @@ export interface TopicPartitionOffset {
   readonly partition: number;
   /** The next offset to read. */
   readonly offset: Offset;
+  /** Committed with the offset (Kafka's `OffsetAndMetadata.metadata`, at most 4096 bytes): e.g. a task's stream time. */
+  readonly metadata?: string;
 }
+
+export const MAX_OFFSET_METADATA_BYTES = 4096;
 
 /** A raw write to the log's own key-value space, committed atomically with a transaction (EmbeddedLog only). */
 export type LocalWrite =
@@ -133,6 +137,43 @@ export interface TransactionOptions {
 export interface MaintenanceReport {
   readonly deletedByRetention: number;
   readonly deletedByCompaction: number;
+}
+
+export interface TopicPartition {
+  readonly topic: string;
+  readonly partition: number;
+}
+
+/**
+ * Chooses which member of a group owns which partitions. Partitions are grouped into tasks: a task is a set of
+ * topic-partitions that must be owned together (the same partition number of co-partitioned topics).
+ */
+export interface TaskGroups {
+  /** Task id → the topic-partitions it reads. Every subscribed partition belongs to exactly one task. */
+  readonly tasks: ReadonlyMap<string, readonly TopicPartition[]>;
+}
+
+export interface SubscribeOptions {
+  /** The consumer group: members of one application share its partitions. */
+  readonly group: string;
+  readonly topics: readonly string[];
+  /** How partitions group into tasks that move together between members. */
+  readonly taskGroups: TaskGroups;
+  /**
+   * Called with the tasks this member owns after each (re)assignment, and those it owned before. The member reads
+   * only its tasks' partitions; a task that is gone must stop (its uncommitted work is lost and redone by its new
+   * owner). Awaited before new records are handed out.
+   */
+  readonly onAssignment: (owned: readonly string[], previous: readonly string[]) => Promise<void>;
+}
+
+/** Membership in a consumer group: reads of the partitions this member currently owns. */
+export interface Subscription {
+  /** As `Log.read`, for a partition of a task this member owns; committed records only. */
+  read(topic: string, partition: number, from: Offset, options?: ReadOptions): Promise<ReadBatch>;
+  /** The tasks this member owns now. */
+  owned(): readonly string[];
+  close(): Promise<void>;
 }
 
 export interface LogCapabilities {
@@ -172,8 +213,13 @@ export interface Log {
   commitOffsets(group: string, offsets: readonly TopicPartitionOffset[]): Promise<void>;
   /** Committed offsets of a group for one topic, by partition; partitions never committed are absent. */
   committedOffsets(group: string, topic: string): Promise<Map<number, Offset>>;
+  /** The metadata committed with those offsets, by partition; absent where none was given. */
+  committedMetadata(group: string, topic: string): Promise<Map<number, string>>;
 
   beginTransaction(options: TransactionOptions): Promise<LogTransaction>;
+
+  /** Joins a consumer group and gets a share of the partitions of `topics`, task by task (see `Subscription`). */
+  subscribe(options: SubscribeOptions): Promise<Subscription>;
 
   /**
    * Deletes the records of a partition below `before` (Kafka's `deleteRecords`): the start offset moves there.

@@ -1,14 +1,15 @@
 import { MillraceError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { EmbeddedLog } from '../log/embedded/embedded-log.js';
-import type { Log } from '../log/log.js';
+import type { Log, Subscription, TopicPartition } from '../log/log.js';
 import type { LagSample, Metrics } from '../metrics/metrics.js';
 import type { KeyValueBackend } from '../state/backend.js';
-import type { StoreSpec, Topology } from '../topology/topology.js';
+import type { StoreSpec, Subtopology, Topology } from '../topology/topology.js';
 import { deadLetterTopic, type ErrorPolicy } from './dead-letter.js';
 import type { ApplicationStatus } from './status.js';
 import { GlobalStoreTask, GlobalStoreView } from './global-store.js';
-import { StreamTask, type TaskConfig } from './stream-task.js';
+import { StreamTask, type LocalState, type TaskConfig } from './stream-task.js';
+import type { TaskEnvironment } from './task-executor.js';
 
 export interface RunnerConfig extends TaskConfig {
   readonly errorPolicy: ErrorPolicy;
@@ -23,6 +24,8 @@ export interface RunnerOptions {
   readonly logger: Logger;
   /** Where a store of a task keeps its bytes (on the embedded log: a slice of the log's own LevelDB). */
   readonly openBackend: (store: StoreSpec, partition: number) => KeyValueBackend;
+  /** Where local state is written after each transaction, when the log cannot commit it itself (Kafka). */
+  readonly localState?: LocalState;
   readonly wallClockMs?: () => number;
 }
 
@@ -33,7 +36,12 @@ export interface RunnerOptions {
 export class TopologyRunner {
   readonly topology: Topology;
   readonly #options: RunnerOptions;
-  readonly #tasks: StreamTask[] = [];
+  #tasks: StreamTask[] = [];
+  readonly #taskSpecs = new Map<string, { subtopology: Subtopology; partition: number }>();
+  #subscription: Subscription | undefined;
+  readonly #ready = deferred<Subscription>();
+  #assigning: Promise<void> = Promise.resolve();
+  #env: TaskEnvironment | undefined;
   readonly #globalTasks: GlobalStoreTask[] = [];
   readonly #globalViews = new Map<string, GlobalStoreView<unknown, unknown>>();
   readonly #partitions = new Map<string, number>();
@@ -122,21 +130,23 @@ export class TopologyRunner {
           logger.error({ application: topology.applicationId, node, err: error }, 'punctuator failed; its effects were rolled back');
         },
       };
+      this.#env = env;
+      const tasks = new Map<string, TopicPartition[]>();
       for (const sub of topology.subtopologies) {
         for (let partition = 0; partition < taskPartitions.get(sub.id)!; partition++) {
-          this.#tasks.push(new StreamTask({
-            log,
-            topology,
-            subtopology: sub,
-            partition,
-            env,
-            config: this.#options.config,
-            metrics: this.#options.metrics,
-            logger,
-          }));
+          const id = `${sub.id}_${partition}`;
+          tasks.set(id, sub.sourceTopics.map((topic) => ({ topic, partition })));
+          this.#taskSpecs.set(id, { subtopology: sub, partition });
         }
       }
-      await Promise.all(this.#tasks.map((t) => t.start()));
+      this.#subscription = await log.subscribe({
+        group: topology.applicationId,
+        topics: topology.subtopologies.flatMap((sub) => sub.sourceTopics),
+        taskGroups: { tasks },
+        onAssignment: (owned) => this.#reassign(owned),
+      });
+      this.#ready.resolve(this.#subscription);
+      await this.#assigning;
       this.#removeLagSource = this.#options.metrics.addLagSource(() => this.lagSamples());
       this.#state = 'running';
       logger.info({ application: topology.applicationId, tasks: this.#tasks.length }, 'topology running');
@@ -144,6 +154,7 @@ export class TopologyRunner {
       this.#state = 'failed';
       this.#error = err instanceof Error ? err.message : String(err);
       await Promise.allSettled(this.#tasks.map((t) => t.stop()));
+      await this.#subscription?.close().catch(() => undefined);
       await Promise.allSettled(this.#globalTasks.map((t) => t.stop()));
       throw err;
     }
@@ -197,10 +208,63 @@ export class TopologyRunner {
     }
   }
 
+  /**
+   * The group gave this member a new set of tasks: stop those it lost (their uncommitted work is redone by the new
+   * owner, which fences them) and start those it gained. Reassignments run one after another.
+   */
+  #reassign(owned: readonly string[]): Promise<void> {
+    const next = this.#assigning.then(async () => {
+      const keep = new Set(owned);
+      const lost = this.#tasks.filter((t) => !keep.has(t.taskId));
+      await Promise.allSettled(lost.map((t) => t.stop()));
+      this.#tasks = this.#tasks.filter((t) => keep.has(t.taskId));
+      const running = new Set(this.#tasks.map((t) => t.taskId));
+      const gained: StreamTask[] = [];
+      for (const id of owned) {
+        if (running.has(id)) continue;
+        const spec = this.#taskSpecs.get(id);
+        if (spec === undefined) throw new TypeError(`the group assigned unknown task ${id}`);
+        gained.push(this.#createTask(spec.subtopology, spec.partition));
+      }
+      this.#tasks.push(...gained);
+      await Promise.all(gained.map((t) => t.start()));
+      if (lost.length > 0 || gained.length > 0) {
+        this.#options.logger.info({ application: this.applicationId, owned: [...owned].sort(), lost: lost.map((t) => t.taskId), gained: gained.map((t) => t.taskId) }, 'tasks reassigned');
+      }
+    });
+    this.#assigning = next.catch(() => undefined);
+    return next;
+  }
+
+  #createTask(subtopology: Subtopology, partition: number): StreamTask {
+    const ready = this.#ready.promise;
+    let subscription: Subscription | undefined;
+    // Tasks may start while the group is still being joined: their first read waits for the subscription.
+    const reader: Subscription = {
+      read: async (topic, p, from, options) => (subscription ??= await ready).read(topic, p, from, options),
+      owned: () => subscription?.owned() ?? [],
+      close: async () => undefined,
+    };
+    return new StreamTask({
+      log: this.#options.log,
+      subscription: reader,
+      ...(this.#options.localState === undefined ? {} : { localState: this.#options.localState }),
+      topology: this.topology,
+      subtopology,
+      partition,
+      env: this.#env!,
+      config: this.#options.config,
+      metrics: this.#options.metrics,
+      logger: this.#options.logger,
+    });
+  }
+
   async stop(): Promise<void> {
     if (this.#state === 'stopped') return;
     this.#state = 'stopping';
+    await this.#assigning;
     await Promise.all(this.#tasks.map((t) => t.stop()));
+    await this.#subscription?.close();
     await Promise.all(this.#globalTasks.map((t) => t.stop()));
     this.#removeLagSource?.();
     this.#state = this.#tasks.some((t) => t.state === 'failed') ? 'failed' : 'stopped';
@@ -236,4 +300,10 @@ export class TopologyRunner {
       error: this.#error ?? failed?.error ?? null,
     };
   }
+}
+
+function deferred<T>(): { promise: Promise<T>; resolve(value: T): void } {
+  let resolve!: (value: T) => void;
+  const promise = new Promise<T>((r) => (resolve = r));
+  return { promise, resolve };
 }

@@ -1,9 +1,18 @@
 import { performance } from 'node:perf_hooks';
-import { MillraceError, errorMessage } from '../errors.js';
+import { MillraceError, errorMessage, isMillraceError } from '../errors.js';
 import type { Logger } from '../logger.js';
-import { offset, type AppendRecord, type Log, type LogRecord, type Offset, type ReadBatch } from '../log/log.js';
+import {
+  offset,
+  type AppendRecord,
+  type AppendResult,
+  type LocalWrite,
+  type Log,
+  type LogRecord,
+  type Offset,
+  type ReadBatch,
+  type Subscription,
+} from '../log/log.js';
 import type { Metrics } from '../metrics/metrics.js';
-import { Serdes } from '../serde/serde.js';
 import type { KeyValueBackend } from '../state/backend.js';
 import type { StoreSpec, Subtopology, Topology } from '../topology/topology.js';
 import type { InputStatus, TaskStatus } from './status.js';
@@ -40,13 +49,31 @@ interface InputBuffer {
 }
 
 const CHECKPOINT_MARKER_KEY = Buffer.from('checkpoint');
-const CLOCK_KEY = Buffer.from('clock');
+
+/**
+ * Where state lives when the log cannot commit it in its own transactions (Kafka): a LevelDB of the process. Its
+ * batches are written after the log transaction commits, with a checkpoint saying which changelog offsets they
+ * reflect.
+ */
+export interface LocalState {
+  write(writes: readonly LocalWrite[]): Promise<void>;
+}
+
+/** The task's event time, committed as metadata with its input offsets (as Kafka Streams keeps partition time). */
+interface ClockMetadata {
+  readonly streamTimeMs: number;
+  readonly watermarkFloorMs: number;
+}
 
 /**
  * One task: one sub-topology on one partition, driven by a log. Records are processed strictly in offset order,
- * one at a time. A checkpoint commits the task's outputs, store changes and input positions as one transaction;
- * on the embedded log that is one LevelDB batch. Checkpoints are pipelined: the next records are processed while
- * the last checkpoint is being written, and a new checkpoint waits for the previous one to be durable.
+ * one at a time. A checkpoint commits the task's outputs, changelog records and input positions as one log
+ * transaction. State changes go in the same unit where the log allows (embedded: one LevelDB batch); otherwise
+ * (Kafka) they are written to local state right after the transaction commits, with the changelog offsets they
+ * reflect, and a restart replays only the changelog tail the local state misses.
+ *
+ * Checkpoints are pipelined: the next records are processed while the last checkpoint is being written, and a new
+ * checkpoint waits for the previous one to be durable.
  */
 export class StreamTask {
   readonly executor: TaskExecutor;
@@ -70,10 +97,16 @@ export class StreamTask {
   #loop: Promise<void> | undefined;
   /** Per input topic: records processed since the metrics were last updated. */
   readonly #inCounts = new Map<string, number>();
-  #meta: KeyValueBackend | undefined;
+  readonly #subscription: Subscription;
+  readonly #localState: LocalState | undefined;
+  /** Changelog records replayed into local state at start (a full restore, or just the missing tail). */
+  restoredRecords = 0;
 
   constructor(options: {
     log: Log;
+    subscription: Subscription;
+    /** Required when the log cannot commit local state in its transactions. */
+    localState?: LocalState;
     topology: Topology;
     subtopology: Subtopology;
     partition: number;
@@ -83,6 +116,8 @@ export class StreamTask {
     logger: Logger;
   }) {
     this.#log = options.log;
+    this.#subscription = options.subscription;
+    this.#localState = options.localState;
     this.#topology = options.topology;
     this.#config = options.config;
     this.#metrics = options.metrics;
@@ -102,8 +137,8 @@ export class StreamTask {
       batchNext: 0,
       purgedBefore: 0,
     }));
-    if (!this.#log.capabilities.atomicLocalState) {
-      throw new TypeError('StreamTask commits local state with the log transaction; this log cannot');
+    if (!this.#log.capabilities.atomicLocalState && this.#localState === undefined) {
+      throw new TypeError('a log that cannot commit local state in its transactions needs a LocalState for the task');
     }
   }
 
@@ -120,9 +155,9 @@ export class StreamTask {
     const group = this.#topology.applicationId;
     this.#state = 'restoring';
     await this.#restoreStores();
-    const clock = this.#taskMeta().getSync(CLOCK_KEY);
-    if (clock !== undefined) this.executor.restoreClock({ streamTimeMs: clock.readDoubleBE(0), watermarkFloorMs: clock.readDoubleBE(8) });
     for (const input of this.#inputs) {
+      const metadata = (await this.#log.committedMetadata(group, input.topic)).get(this.executor.partition);
+      if (metadata !== undefined && metadata !== '') this.executor.restoreClock(JSON.parse(metadata) as ClockMetadata);
       const committed = (await this.#log.committedOffsets(group, input.topic)).get(this.executor.partition);
       const [bounds] = (await this.#log.partitionOffsets(input.topic)).filter((p) => p.partition === this.executor.partition);
       // Never committed: start at the beginning (Kafka Streams' auto.offset.reset=earliest).
@@ -235,7 +270,7 @@ export class StreamTask {
     try {
       const results = await Promise.all(
         empty.map(async (input): Promise<[InputBuffer, ReadBatch]> => {
-          const batch = await this.#log.read(input.topic, this.executor.partition, offset(input.fetchAt), {
+          const batch = await this.#subscription.read(input.topic, this.executor.partition, offset(input.fetchAt), {
             maxRecords: this.#config.pollMaxRecords,
             maxWaitMs,
             signal: wake.signal,
@@ -281,25 +316,25 @@ export class StreamTask {
       return;
     }
     const group = this.#topology.applicationId;
-    const positions = this.#inputs.map((i) => ({ topic: i.topic, partition: executor.partition, offset: offset(i.position) }));
+    const clock: ClockMetadata = executor.clock;
+    const metadata = JSON.stringify(clock);
+    const positions = this.#inputs.map((i) => ({ topic: i.topic, partition: executor.partition, offset: offset(i.position), metadata }));
+    const atomic = this.#log.capabilities.atomicLocalState;
     const transaction = await this.#log.beginTransaction({ transactionalId: this.#transactionalId });
     transaction.append(checkpoint.outputs);
+    const stateWrites: LocalWrite[] = [];
+    const changelogs: Array<{ store: StoreSpec; topic: string; count: number }> = [];
     for (const { store, backend, changes } of checkpoint.stores) {
-      transaction.addLocalWrites!(backend.writesFor(changes));
+      for (const write of backend.writesFor(changes)) stateWrites.push(write);
       if (store.changelog) {
         const topic = this.#topology.changelogTopic(store.name);
         const records: AppendRecord[] = changes.map(([key, value]) => ({ topic, partition: executor.partition, key, value }));
         transaction.append(records);
-        transaction.addLocalWrites!(this.#marker(store).writesFor([[CHECKPOINT_MARKER_KEY, Buffer.from('1')]]));
+        changelogs.push({ store, topic, count: records.length });
+        if (atomic) for (const write of this.#marker(store).writesFor([[CHECKPOINT_MARKER_KEY, Buffer.from('1')]])) stateWrites.push(write);
       }
     }
-    const { streamTimeMs, watermarkFloorMs } = executor.clock;
-    if (streamTimeMs >= 0 || watermarkFloorMs >= 0) {
-      const clock = Buffer.allocUnsafe(16);
-      clock.writeDoubleBE(streamTimeMs, 0);
-      clock.writeDoubleBE(watermarkFloorMs, 8);
-      transaction.addLocalWrites!(this.#taskMeta().writesFor([[CLOCK_KEY, clock]]));
-    }
+    if (atomic) transaction.addLocalWrites!(stateWrites);
     transaction.commitOffsets(group, positions);
     const started = performance.now();
     const outputs = checkpoint.outputs;
@@ -307,7 +342,8 @@ export class StreamTask {
     this.#inCounts.clear();
     this.#sinceCommit = 0;
     this.#inflight = transaction.commit().then(
-      () => {
+      async (results) => {
+        if (!atomic) await this.#writeLocalState(stateWrites, changelogs, results);
         executor.checkpointDurable();
         for (const input of this.#inputs) {
           const committed = positions.find((p) => p.topic === input.topic)!.offset;
@@ -319,11 +355,31 @@ export class StreamTask {
         return this.#purgeRepartitionInputs();
       },
       (err: unknown) => {
+        if (isMillraceError(err, 'MILLRACE_TRANSACTION_FENCED')) throw err;
         throw new MillraceError('MILLRACE_TASK_FAILED', `task ${this.taskId} could not commit: ${errorMessage(err)}`, { cause: err });
       },
     );
     // The failure surfaces where the next checkpoint awaits this one; until then it is not "unhandled".
     this.#inflight.catch(() => undefined);
+  }
+
+  /**
+   * The second half of a checkpoint on a log without atomic local state: the store changes, and per store the
+   * changelog offset they reach, in one local batch. A crash before it leaves local state behind the committed
+   * changelog, which the next start replays from the offset recorded here.
+   */
+  async #writeLocalState(
+    stateWrites: LocalWrite[],
+    changelogs: ReadonlyArray<{ store: StoreSpec; topic: string; count: number }>,
+    results: readonly AppendResult[],
+  ): Promise<void> {
+    for (const { store, topic } of changelogs) {
+      let next = -1;
+      for (const r of results) if (r.topic === topic && r.partition === this.executor.partition && r.offset + 1 > next) next = r.offset + 1;
+      if (next < 0) continue;
+      for (const write of this.#marker(store).writesFor([[CHECKPOINT_MARKER_KEY, u64(next)]])) stateWrites.push(write);
+    }
+    await this.#localState!.write(stateWrites);
   }
 
   #recordMetrics(outputs: ReadonlyArray<{ topic: string }>, inCounts: Map<string, number>, seconds: number): void {
@@ -350,53 +406,70 @@ export class StreamTask {
     }
   }
 
-  /** Task-level facts committed with each checkpoint (stream time). `~` keeps the name apart from store names. */
-  #taskMeta(): KeyValueBackend {
-    this.#meta ??= this.#env.openBackend(
-      { name: `~task-${this.executor.subtopology.id}`, kind: 'key-value', keySerde: Serdes.bytes(), valueSerde: Serdes.bytes(), changelog: false },
-      this.executor.partition,
-    );
-    return this.#meta;
-  }
-
   #marker(store: StoreSpec): KeyValueBackend {
     return this.#env.openBackend({ ...store, name: `${store.name}~checkpoint` }, this.executor.partition);
   }
 
   /**
-   * A store whose checkpoint marker is missing lost its local state (or never had any): if its changelog holds
-   * records for this partition, rebuild the store from them before processing anything.
+   * Brings every changelogged store up to its changelog before processing anything. On the embedded log a store is
+   * consistent whenever its marker is there (state and changelog commit together); without it the store lost its
+   * local state (or never had any), and is rebuilt from the whole changelog. Elsewhere the marker holds the changelog
+   * offset the local state reflects: only the records after it are replayed; without it, the whole changelog is.
    */
   async #restoreStores(): Promise<void> {
+    const atomic = this.#log.capabilities.atomicLocalState;
     for (const { spec, cache } of this.executor.storeHandles()) {
       if (!spec.changelog) continue;
       const marker = this.#marker(spec);
-      if (marker.getSync(CHECKPOINT_MARKER_KEY) !== undefined) continue;
+      const checkpoint = marker.getSync(CHECKPOINT_MARKER_KEY);
+      if (atomic && checkpoint !== undefined) continue;
       const topic = this.#topology.changelogTopic(spec.name);
       const [bounds] = (await this.#log.partitionOffsets(topic)).filter((p) => p.partition === this.executor.partition);
-      if (bounds === undefined || bounds.end <= bounds.start) continue;
+      if (bounds === undefined) continue;
+      const local = !atomic && checkpoint !== undefined && checkpoint.length === 8 ? checkpoint.readDoubleBE(0) : undefined;
+      if (local === undefined && bounds.end <= bounds.start) continue;
       const started = performance.now();
-      await cache.backend.clear();
-      let at: Offset = bounds.start;
-      let restored = 0;
+      if (local === undefined) await cache.backend.clear();
+      let at: Offset = offset(Math.max(local ?? bounds.start, bounds.start));
+      let replayed = 0;
       while (at < bounds.end) {
         const batch = await this.#log.read(topic, this.executor.partition, at, { maxRecords: 5_000 });
         if (batch.records.length === 0 && batch.nextOffset <= at) break;
-        const transaction = await this.#log.beginTransaction({ transactionalId: `${this.#transactionalId}-restore` });
-        transaction.addLocalWrites!(cache.backend.writesFor(batch.records.map((r) => [r.key!, r.value] as const)));
-        await transaction.commit();
-        restored += batch.records.length;
+        const writes = cache.backend.writesFor(batch.records.map((r) => [r.key!, r.value] as const));
+        for (const write of marker.writesFor([[CHECKPOINT_MARKER_KEY, atomic ? Buffer.from('1') : u64(batch.nextOffset)]])) writes.push(write);
+        await this.#writeLocal(writes);
+        replayed += batch.records.length;
         at = batch.nextOffset;
+        if (batch.records.length === 0) break;
       }
-      const transaction = await this.#log.beginTransaction({ transactionalId: `${this.#transactionalId}-restore` });
-      transaction.addLocalWrites!(marker.writesFor([[CHECKPOINT_MARKER_KEY, Buffer.from('1')]]));
-      await transaction.commit();
+      if (atomic && replayed === 0) await this.#writeLocal(marker.writesFor([[CHECKPOINT_MARKER_KEY, Buffer.from('1')]]));
       cache.reset();
-      this.#logger.info({ store: spec.name, records: restored, ms: Math.round(performance.now() - started) }, 'store restored from changelog');
+      this.restoredRecords += replayed;
+      this.#logger.info(
+        { store: spec.name, records: replayed, from: local ?? bounds.start, to: bounds.end, ms: Math.round(performance.now() - started) },
+        local === undefined ? 'store restored from its changelog' : 'changelog tail replayed into local state',
+      );
     }
   }
 
+  /** Local writes outside a checkpoint (restoring), as each kind of log allows. */
+  async #writeLocal(writes: readonly LocalWrite[]): Promise<void> {
+    if (this.#localState !== undefined) {
+      await this.#localState.write(writes);
+      return;
+    }
+    const transaction = await this.#log.beginTransaction({ transactionalId: `${this.#transactionalId}-restore` });
+    transaction.addLocalWrites!(writes);
+    await transaction.commit();
+  }
+
   #fail(err: unknown): void {
+    if (isMillraceError(err, 'MILLRACE_TRANSACTION_FENCED')) {
+      // Another member owns this task now; its uncommitted work is redone there.
+      this.#state = 'stopped';
+      this.#logger.warn('task fenced by its new owner; stopping');
+      return;
+    }
     this.#state = 'failed';
     this.#error = errorMessage(err);
     this.#logger.error({ err }, 'task failed');
@@ -433,4 +506,11 @@ export class StreamTask {
       error: this.#error,
     };
   }
+}
+
+/** A changelog offset in a checkpoint marker: 8 bytes (a double holds every safe offset exactly). */
+function u64(n: number): Buffer {
+  const buf = Buffer.allocUnsafe(8);
+  buf.writeDoubleBE(n, 0);
+  return buf;
 }

@@ -321,6 +321,21 @@ export function runLogSuite(name: string, factory: () => Promise<LogFixture>): v
         ]);
         expect((await log.committedOffsets(`${group}-other`, name)).size).toBe(0);
       });
+
+      it('keeps the metadata committed with an offset', async () => {
+        const name = topicName('metadata');
+        await log.createTopic({ name, partitions: 2 });
+        const group = `g-${randomUUID().slice(0, 8)}`;
+        await log.commitOffsets(group, [
+          { topic: name, partition: 0, offset: offset(0), metadata: '{"streamTime":1700000000000}' },
+          { topic: name, partition: 1, offset: offset(0) },
+        ]);
+        const metadata = await log.committedMetadata(group, name);
+        expect(metadata.get(0)).toBe('{"streamTime":1700000000000}');
+        expect(metadata.get(1) ?? '').toBe('');
+        await log.commitOffsets(group, [{ topic: name, partition: 0, offset: offset(0), metadata: 'later' }]);
+        expect((await log.committedMetadata(group, name)).get(0)).toBe('later');
+      });
     });
 
     describe('transactions', () => {
@@ -367,7 +382,7 @@ export function runLogSuite(name: string, factory: () => Promise<LogFixture>): v
         const fresh = await log.beginTransaction({ transactionalId: id });
         fresh.append([{ topic: output, partition: 0, value: buf('fresh') }]);
         await fresh.commit();
-        await expect(stale.commit()).rejects.toThrow();
+        await expectCode(stale.commit(), 'MILLRACE_TRANSACTION_FENCED');
         const out = await readAll(log, output, 0);
         expect(out.map((r) => text(r.value))).toEqual(['fresh']);
       });

@@ -2,6 +2,7 @@ import { ClassicLevel } from 'classic-level';
 import { MillraceError, errorMessage } from '../../errors.js';
 import {
   DEFAULT_DELETE_RETENTION_MS,
+  MAX_OFFSET_METADATA_BYTES,
   TOPIC_NAME_PATTERN,
   offset as toOffset,
   type AppendRecord,
@@ -17,6 +18,8 @@ import {
   type PartitionOffsets,
   type ReadBatch,
   type ReadOptions,
+  type SubscribeOptions,
+  type Subscription,
   type TopicInfo,
   type TopicPartitionOffset,
   type TopicSpec,
@@ -86,6 +89,21 @@ interface PartitionLog {
   readonly waiters: Set<() => void>;
 }
 
+interface CommittedOffset {
+  readonly offset: number;
+  readonly metadata: string | null;
+}
+
+/** A committed offset on disk: the offset (8 bytes), then the metadata's UTF-8 bytes if there is any. */
+function encodeCommitted(committed: CommittedOffset): Buffer {
+  const offsetBytes = u64Value(committed.offset);
+  return committed.metadata === null ? offsetBytes : Buffer.concat([offsetBytes, Buffer.from(committed.metadata, 'utf8')]);
+}
+
+function decodeCommitted(value: Buffer): CommittedOffset {
+  return { offset: readU64(value, 0), metadata: value.length > 8 ? value.toString('utf8', 8) : null };
+}
+
 interface TopicLog {
   readonly id: number;
   readonly info: TopicInfo;
@@ -129,8 +147,8 @@ export class EmbeddedLog implements Log {
   readonly #partitioner = new Partitioner();
   readonly #topics = new Map<string, TopicLog>();
   readonly #topicsById = new Map<number, TopicLog>();
-  /** group → "tid:partition" → next offset to read. */
-  readonly #groups = new Map<string, Map<string, number>>();
+  /** group → "tid:partition" → next offset to read, and its metadata. */
+  readonly #groups = new Map<string, Map<string, CommittedOffset>>();
   readonly #transactionEpochs = new Map<string, number>();
   #nextTopicId = 1;
   #queue: WriteRequest[] = [];
@@ -197,7 +215,7 @@ export class EmbeddedLog implements Log {
     }
     for await (const [key, value] of this.#db.iterator(prefixRange(Buffer.of(PREFIX_GROUP)))) {
       const { group, tid, partition } = parseGroupKey(key);
-      this.#groupMap(group).set(`${tid}:${partition}`, readU64(value, 0));
+      this.#groupMap(group).set(`${tid}:${partition}`, decodeCommitted(value));
     }
     this.#state = 'open';
     if (this.#options.maintenanceIntervalMs > 0) {
@@ -516,18 +534,22 @@ export class EmbeddedLog implements Log {
 
   #prepareOffsets(group: string, offsets: readonly TopicPartitionOffset[], ops: BatchOp[]): () => void {
     if (group.length === 0) throw new MillraceError('MILLRACE_RECORD_INVALID', 'a consumer group needs a name');
-    const writes: Array<[string, number]> = [];
-    for (const { topic: name, partition, offset: at } of offsets) {
+    const writes: Array<[string, CommittedOffset]> = [];
+    for (const { topic: name, partition, offset: at, metadata } of offsets) {
       const { topic } = this.#requirePartition(name, partition);
       if (!Number.isSafeInteger(at) || at < 0) {
         throw new MillraceError('MILLRACE_OFFSET_INVALID', `committed offset must be a non-negative integer, got ${at}`);
       }
-      ops.push({ type: 'put', key: groupKey(group, topic.id, partition), value: u64Value(at) });
-      writes.push([`${topic.id}:${partition}`, at]);
+      if (metadata !== undefined && Buffer.byteLength(metadata) > MAX_OFFSET_METADATA_BYTES) {
+        throw new MillraceError('MILLRACE_RECORD_INVALID', `offset metadata may hold at most ${MAX_OFFSET_METADATA_BYTES} bytes`);
+      }
+      const committed: CommittedOffset = { offset: at, metadata: metadata ?? null };
+      ops.push({ type: 'put', key: groupKey(group, topic.id, partition), value: encodeCommitted(committed) });
+      writes.push([`${topic.id}:${partition}`, committed]);
     }
     return () => {
       const map = this.#groupMap(group);
-      for (const [key, at] of writes) map.set(key, at);
+      for (const [key, committed] of writes) map.set(key, committed);
     };
   }
 
@@ -538,8 +560,21 @@ export class EmbeddedLog implements Log {
     const offsets = this.#groups.get(group);
     if (offsets === undefined) return result;
     for (let p = 0; p < topic.partitions.length; p++) {
-      const at = offsets.get(`${topic.id}:${p}`);
-      if (at !== undefined) result.set(p, at as Offset);
+      const committed = offsets.get(`${topic.id}:${p}`);
+      if (committed !== undefined) result.set(p, committed.offset as Offset);
+    }
+    return result;
+  }
+
+  async committedMetadata(group: string, topicName: string): Promise<Map<number, string>> {
+    this.#checkOpen();
+    const topic = this.#requireTopic(topicName);
+    const result = new Map<number, string>();
+    const offsets = this.#groups.get(group);
+    if (offsets === undefined) return result;
+    for (let p = 0; p < topic.partitions.length; p++) {
+      const metadata = offsets.get(`${topic.id}:${p}`)?.metadata;
+      if (metadata !== undefined && metadata !== null) result.set(p, metadata);
     }
     return result;
   }
@@ -549,7 +584,7 @@ export class EmbeddedLog implements Log {
     return [...this.#groups.keys()].sort();
   }
 
-  #groupMap(group: string): Map<string, number> {
+  #groupMap(group: string): Map<string, CommittedOffset> {
     let map = this.#groups.get(group);
     if (map === undefined) {
       map = new Map();
@@ -559,6 +594,28 @@ export class EmbeddedLog implements Log {
   }
 
   // ---------------------------------------------------------------- transactions
+
+  /**
+   * One process owns the embedded log (LevelDB locks its directory), so a group has one member: it owns every task
+   * at once, and keeps them.
+   */
+  async subscribe(options: SubscribeOptions): Promise<Subscription> {
+    this.#checkOpen();
+    for (const topic of options.topics) this.#requireTopic(topic);
+    const owned = [...options.taskGroups.tasks.keys()];
+    await options.onAssignment(owned, []);
+    let closed = false;
+    return {
+      read: (topic, partition, from, readOptions) => {
+        if (closed) throw new MillraceError('MILLRACE_LOG_CLOSED', `the subscription of group ${options.group} is closed`);
+        return this.read(topic, partition, from, readOptions);
+      },
+      owned: () => (closed ? [] : owned),
+      close: async () => {
+        closed = true;
+      },
+    };
+  }
 
   async beginTransaction(options: TransactionOptions): Promise<LogTransaction> {
     this.#checkOpen();
@@ -596,7 +653,7 @@ export class EmbeddedLog implements Log {
         return this.#write((ops) => {
           if (this.#transactionEpochs.get(options.transactionalId) !== epoch) {
             throw new MillraceError(
-              'MILLRACE_TRANSACTION_STATE',
+              'MILLRACE_TRANSACTION_FENCED',
               `transaction ${options.transactionalId} was fenced by a newer writer with the same id`,
             );
           }
