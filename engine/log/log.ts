@@ -217,6 +217,11 @@ export interface Log {
   committedMetadata(group: string, topic: string): Promise<Map<number, string>>;
 
   beginTransaction(options: TransactionOptions): Promise<LogTransaction>;
+  /**
+   * Claims a transactional id before its owner reads where to resume: any older writer with the same id is fenced
+   * (its open transaction aborted, its later commits refused), so what the new owner reads next is final.
+   */
+  fenceWriters(transactionalId: string): Promise<void>;
 
   /** Joins a consumer group and gets a share of the partitions of `topics`, task by task (see `Subscription`). */
   subscribe(options: SubscribeOptions): Promise<Subscription>;

@@ -154,6 +154,8 @@ export class StreamTask {
   async start(): Promise<void> {
     const group = this.#topology.applicationId;
     this.#state = 'restoring';
+    // A previous owner of this task (a stale process) must not commit after we read where to resume.
+    await this.#log.fenceWriters(this.#transactionalId);
     await this.#restoreStores();
     for (const input of this.#inputs) {
       const metadata = (await this.#log.committedMetadata(group, input.topic)).get(this.executor.partition);

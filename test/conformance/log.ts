@@ -386,6 +386,20 @@ export function runLogSuite(name: string, factory: () => Promise<LogFixture>): v
         const out = await readAll(log, output, 0);
         expect(out.map((r) => text(r.value))).toEqual(['fresh']);
       });
+
+      it('fences an open transaction when a new owner claims its transactional id', async () => {
+        const output = topicName('tx-claim');
+        await log.createTopic({ name: output, partitions: 1 });
+        const id = `claim-${randomUUID().slice(0, 8)}`;
+        const stale = await log.beginTransaction({ transactionalId: id });
+        stale.append([{ topic: output, partition: 0, value: buf('stale') }]);
+        await log.fenceWriters(id);
+        await expectCode(stale.commit(), 'MILLRACE_TRANSACTION_FENCED');
+        const next = await log.beginTransaction({ transactionalId: id });
+        next.append([{ topic: output, partition: 0, value: buf('next') }]);
+        await next.commit();
+        expect((await readAll(log, output, 0)).map((r) => text(r.value))).toEqual(['next']);
+      });
     });
 
     describe('retention and compaction', () => {

@@ -617,6 +617,11 @@ export class EmbeddedLog implements Log {
     };
   }
 
+  async fenceWriters(transactionalId: string): Promise<void> {
+    this.#checkOpen();
+    this.#transactionEpochs.set(transactionalId, (this.#transactionEpochs.get(transactionalId) ?? 0) + 1);
+  }
+
   async beginTransaction(options: TransactionOptions): Promise<LogTransaction> {
     this.#checkOpen();
     const epoch = (this.#transactionEpochs.get(options.transactionalId) ?? 0) + 1;
