@@ -25,8 +25,12 @@ const TopologyRef = z.union([
   }).strict(),
 ]);
 
+const BrokerAddress = z.string().regex(/^[^\s:,]+:\d{1,5}$/, 'a broker address is host:port');
+
 export const ConfigSchema = z.object({
-  dataDir: z.string().default('.millrace').describe('Where the embedded log and state live.'),
+  dataDir: z.string().default('.millrace').describe('Where the embedded log and state live (with Kafka: the local state).'),
+  brokers: z.array(BrokerAddress).min(1).optional().describe('Apache Kafka bootstrap brokers: run on Kafka instead of the embedded log.'),
+  schemaRegistry: z.string().url().optional().describe('A Confluent-compatible schema registry URL; otherwise schemas live in the _schemas topic.'),
   schemasDir: z.string().default('schemas').describe('Folder of Avro schemas: schemas/<event>/v<N>.avsc.'),
   logLevel: z.enum(LOG_LEVELS).default('info').describe('Structured log level (logs go to stderr as JSON lines).'),
   http: z.object({
@@ -86,6 +90,8 @@ export interface ConfigOverrides {
   readonly dataDir?: string;
   readonly host?: string;
   readonly port?: number;
+  readonly brokers?: readonly string[];
+  readonly schemaRegistry?: string;
 }
 
 /** Reads a JSON config file (or none), applies command-line overrides, validates once, freezes. */
@@ -115,6 +121,8 @@ export async function loadConfig(file: string | undefined, overrides: ConfigOver
   if (overrides.port !== undefined) http['port'] = overrides.port;
   const merged: Record<string, unknown> = { ...raw, http };
   if (overrides.dataDir !== undefined) merged['dataDir'] = overrides.dataDir;
+  if (overrides.brokers !== undefined) merged['brokers'] = overrides.brokers;
+  if (overrides.schemaRegistry !== undefined) merged['schemaRegistry'] = overrides.schemaRegistry;
   const config = parseConfig(merged, file === undefined ? 'the configuration' : `the config file ${resolve(file)}`);
   // Relative paths in a file are relative to the file; given on the command line, to the working directory.
   const dataDir = overrides.dataDir !== undefined ? resolve(overrides.dataDir) : resolve(baseDir, config.dataDir);

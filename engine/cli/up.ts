@@ -6,15 +6,17 @@ import { Engine } from '../runtime/engine.js';
 import { USAGE_EXIT_CODE } from './commands/shared.js';
 import type { CliIo } from './io.js';
 
-const USAGE = `Usage: millrace up [--config FILE] [--data-dir DIR] [--host H] [--port N]
+const USAGE = `Usage: millrace up [--config FILE] [--data-dir DIR] [--host H] [--port N] [--brokers HOST:PORT,…] [--schema-registry URL]
 
-Runs the engine: the embedded log, the topologies named in the config file, and the HTTP API.
-Stops cleanly (every task commits) on SIGTERM or SIGINT.
+Runs the engine: the log (embedded, or Apache Kafka with --brokers), the topologies named in the config file, and
+the HTTP API. Stops cleanly (every task commits) on SIGTERM or SIGINT.
 
-  --config FILE    JSON config (topics to create, topologies to run, settings)
-  --data-dir DIR   where the log and state live (default .millrace)
-  --host H         interface to listen on (default 127.0.0.1)
-  --port N         port to listen on (default 8080; 0 picks a free one)`;
+  --config FILE          JSON config (topics to create, topologies to run, settings)
+  --data-dir DIR         where the embedded log and local state live (default .millrace)
+  --host H               interface to listen on (default 127.0.0.1)
+  --port N               port to listen on (default 8080; 0 picks a free one)
+  --brokers LIST         run on Apache Kafka (also $MILLRACE_BROKERS); processes with the same config share work
+  --schema-registry URL  a Confluent-compatible schema registry (also $MILLRACE_SCHEMA_REGISTRY)`;
 
 export async function runUp(argv: string[], io: CliIo): Promise<number> {
   let values;
@@ -26,6 +28,8 @@ export async function runUp(argv: string[], io: CliIo): Promise<number> {
         'data-dir': { type: 'string' },
         host: { type: 'string' },
         port: { type: 'string' },
+        brokers: { type: 'string' },
+        'schema-registry': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
       strict: true,
@@ -45,17 +49,20 @@ export async function runUp(argv: string[], io: CliIo): Promise<number> {
       throw new MillraceError('MILLRACE_CONFIG_INVALID', `--port must be an integer from 0 to 65535, got ${values.port}`);
     }
   }
+  const brokers = values.brokers ?? io.env['MILLRACE_BROKERS'];
+  const schemaRegistry = values['schema-registry'] ?? io.env['MILLRACE_SCHEMA_REGISTRY'];
   const loaded = await loadConfig(values.config, {
     ...(values['data-dir'] === undefined ? {} : { dataDir: values['data-dir'] }),
     ...(values.host === undefined ? {} : { host: values.host }),
     ...(port === undefined ? {} : { port }),
+    ...(brokers === undefined || brokers === '' ? {} : { brokers: brokers.split(',').map((b) => b.trim()).filter((b) => b !== '') }),
+    ...(schemaRegistry === undefined || schemaRegistry === '' ? {} : { schemaRegistry }),
   });
   const logger = createLogger(loaded.config.logLevel);
   const engine = await Engine.start(loaded, { logger });
   const topologies = engine.runners.map((r) => r.applicationId);
-  io.stdout.write(
-    `Millrace ${topologies.length > 0 ? `is running ${topologies.join(', ')}` : 'is up'} at ${engine.url} (embedded log in ${loaded.config.dataDir})\n`,
-  );
+  const where = loaded.config.brokers === undefined ? `embedded log in ${loaded.config.dataDir}` : `Kafka at ${loaded.config.brokers.join(',')}`;
+  io.stdout.write(`Millrace ${topologies.length > 0 ? `is running ${topologies.join(', ')}` : 'is up'} at ${engine.url} (${where})\n`);
   return new Promise<number>((resolve) => {
     let stopping = false;
     const stop = (signal: string): void => {

@@ -6,13 +6,14 @@ import type { FastifyInstance } from 'fastify';
 import type { LoadedConfig, MillraceConfig } from '../config.js';
 import { buildHttpServer } from '../http/server.js';
 import type { Logger } from '../logger.js';
-import { EmbeddedLog } from '../log/embedded/embedded-log.js';
+import type { Log } from '../log/log.js';
 import { Metrics } from '../metrics/metrics.js';
 import { EmbeddedSchemaRegistry } from '../serde/embedded-registry.js';
 import { valueSubject } from '../serde/registry.js';
 import { registerSchemaFolder } from '../serde/schema-files.js';
 import { LevelBackend } from '../state/backend.js';
 import type { TopologyDescription } from '../topology/topology.js';
+import { logSetup, type LogSetup } from './log-factory.js';
 import { loadTopology } from './modules.js';
 import { TopologyRunner } from './runner.js';
 import type { EngineApi, EngineStatus } from './status.js';
@@ -43,8 +44,9 @@ export interface EngineStartOptions {
  * API. `start` brings them up in that order; `stop` takes them down in reverse, committing every task first.
  */
 export class Engine implements EngineApi {
-  readonly log: EmbeddedLog;
+  readonly log: Log;
   readonly registry: EmbeddedSchemaRegistry;
+  readonly #setup: LogSetup;
   readonly metrics: Metrics;
   readonly config: Readonly<MillraceConfig>;
   readonly #logger: Logger;
@@ -54,20 +56,17 @@ export class Engine implements EngineApi {
   #url: string | undefined;
   #state: EngineStatus['state'] = 'starting';
 
-  private constructor(loaded: LoadedConfig, logger: Logger) {
+  private constructor(loaded: LoadedConfig, logger: Logger, setup: LogSetup) {
     this.config = loaded.config;
     this.#logger = logger;
     this.metrics = new Metrics();
-    this.log = new EmbeddedLog({
-      path: join(loaded.config.dataDir, 'log'),
-      fsync: loaded.config.log.fsync,
-      maintenanceIntervalMs: loaded.config.log.maintenanceIntervalMs,
-    });
+    this.#setup = setup;
+    this.log = setup.log;
     this.registry = new EmbeddedSchemaRegistry(this.log);
   }
 
   static async start(loaded: LoadedConfig, options: EngineStartOptions): Promise<Engine> {
-    const engine = new Engine(loaded, options.logger);
+    const engine = new Engine(loaded, options.logger, await logSetup(loaded.config, options.logger));
     try {
       await engine.#start(loaded, options.http ?? true);
     } catch (err) {
@@ -80,7 +79,7 @@ export class Engine implements EngineApi {
   async #start(loaded: LoadedConfig, withHttp: boolean): Promise<void> {
     const { config } = loaded;
     await mkdir(config.dataDir, { recursive: true });
-    await this.log.open();
+    await this.#setup.open();
     await this.registry.open();
     for (const topic of config.topics) {
       await this.log.ensureTopic({
@@ -101,7 +100,8 @@ export class Engine implements EngineApi {
         config: config.runtime,
         metrics: this.metrics,
         logger: this.#logger,
-        openBackend: (store, partition) => new LevelBackend(this.log.db, `${topology.applicationId}/${store.name}`, partition),
+        openBackend: (store, partition) => new LevelBackend(this.#setup.stateDb, `${topology.applicationId}/${store.name}`, partition),
+        ...(this.#setup.localState === undefined ? {} : { localState: this.#setup.localState }),
       });
       this.#runners.push(runner);
       await runner.start();
@@ -141,7 +141,7 @@ export class Engine implements EngineApi {
       state: failed && this.#state === 'running' ? 'failed' : this.#state,
       startedAt: this.#startedAt.toISOString(),
       version: VERSION,
-      log: { kind: this.log.kind, location: this.log.path },
+      log: { kind: this.log.kind, location: this.#setup.location },
       applications,
     };
   }
@@ -151,7 +151,7 @@ export class Engine implements EngineApi {
     this.#state = 'stopping';
     await this.#http?.close();
     for (const runner of [...this.#runners].reverse()) await runner.stop();
-    await this.log.close();
+    await this.#setup.close();
     this.#state = 'stopped';
   }
 }

@@ -1,0 +1,66 @@
+import { join } from 'node:path';
+import { ClassicLevel } from 'classic-level';
+import type { MillraceConfig } from '../config.js';
+import type { Logger } from '../logger.js';
+import { EmbeddedLog } from '../log/embedded/embedded-log.js';
+import type { Log } from '../log/log.js';
+import type { LocalState } from './stream-task.js';
+
+/** The log an engine runs on, and where its tasks keep local state. */
+export interface LogSetup {
+  readonly log: Log;
+  /** The LevelDB that holds task state: the embedded log's own (state commits with it), or one of this process (Kafka). */
+  readonly stateDb: ClassicLevel<Buffer, Buffer>;
+  /** Set when state is written after each log transaction rather than in it. */
+  readonly localState?: LocalState;
+  /** Where the log is, for status and messages. */
+  readonly location: string;
+  open(): Promise<void>;
+  close(): Promise<void>;
+}
+
+interface KafkaLogModule {
+  KafkaLog: new (options: { brokers: string[]; clientId?: string; logger?: Logger }) => Log;
+}
+
+/** The embedded log in `<dataDir>/log`, or Apache Kafka when `brokers` are configured. */
+export async function logSetup(config: Readonly<MillraceConfig>, logger: Logger): Promise<LogSetup> {
+  if (config.brokers === undefined) {
+    const log = new EmbeddedLog({
+      path: join(config.dataDir, 'log'),
+      fsync: config.log.fsync,
+      maintenanceIntervalMs: config.log.maintenanceIntervalMs,
+    });
+    return {
+      log,
+      get stateDb() {
+        return log.db;
+      },
+      location: log.path,
+      open: () => log.open(),
+      close: () => log.close(),
+    };
+  }
+  // Loaded only when used: the embedded engine never pays for the Kafka client.
+  const { KafkaLog } = (await import('../log/kafka/kafka-log.js' as string)) as KafkaLogModule;
+  const log = new KafkaLog({ brokers: [...config.brokers], clientId: 'millrace', logger });
+  const stateDb = new ClassicLevel<Buffer, Buffer>(join(config.dataDir, 'state'), { keyEncoding: 'buffer', valueEncoding: 'buffer' });
+  return {
+    log,
+    stateDb,
+    localState: {
+      write: async (writes) => {
+        if (writes.length > 0) await stateDb.batch(writes.map((w) => ({ ...w })), { sync: config.log.fsync });
+      },
+    },
+    location: config.brokers.join(','),
+    open: async () => {
+      await stateDb.open();
+      await log.open();
+    },
+    close: async () => {
+      await log.close();
+      await stateDb.close();
+    },
+  };
+}
