@@ -23,6 +23,8 @@ export interface TaskStatus {
   readonly processed: number;
   readonly deadLettered: number;
   readonly commits: number;
+  /** Changelog records replayed into local state when the task started (0 when its state was current). */
+  readonly restoredRecords: number;
   readonly lastCommitAt: string | null;
   readonly streamTime: string | null;
   readonly error: string | null;

@@ -503,6 +503,7 @@ export class StreamTask {
       processed: this.executor.processed,
       deadLettered: this.executor.deadLettered,
       commits: this.#commits,
+      restoredRecords: this.restoredRecords,
       lastCommitAt: this.#lastCommitAt,
       streamTime: streamTime < 0 ? null : new Date(streamTime).toISOString(),
       error: this.#error,

@@ -37,6 +37,7 @@ const STATUS: EngineStatus = {
           processed: 5,
           deadLettered: 0,
           commits: 2,
+          restoredRecords: 0,
           lastCommitAt: '2026-01-01T00:00:01.000Z',
           streamTime: null,
           error: null,
