@@ -4,9 +4,11 @@
  *
  *   npm run bench                 # 3 rounds, median reported
  *   npm run bench -- --quick      # 1 round, smaller input
+ *   npm run bench -- --kafka      # also on Apache Kafka (MILLRACE_KAFKA_BROKERS, or a broker test/infra/kafka starts)
  *
  * The last line of each scenario is machine-readable: `BENCH name=… value=… baseline=… ratio=…`.
  */
+import { execFileSync } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -21,6 +23,7 @@ import { Serdes } from '../engine/serde/serde.js';
 import { LevelBackend } from '../engine/state/backend.js';
 import { StreamsBuilder } from '../engine/topology/builder.js';
 import type { Topology } from '../engine/topology/topology.js';
+import { kafkaRound, type KafkaFigures } from './kafka.js';
 
 const quick = process.argv.includes('--quick');
 const ROUNDS = quick ? 1 : 3;
@@ -135,12 +138,7 @@ async function topologyThroughput(build: () => Topology): Promise<number> {
 }
 
 function report(name: string, values: number[], baselines: number[]): void {
-  const value = median(values);
-  const baseline = median(baselines);
-  const ratio = value / baseline;
-  console.log(`${name}: ${Math.round(value).toLocaleString('en')} events/s (rounds: ${values.map((v) => Math.round(v)).join(', ')})`);
-  console.log(`  vs raw classic-level batch writes ${Math.round(baseline).toLocaleString('en')} writes/s: ratio ${ratio.toFixed(3)}`);
-  console.log(`BENCH name=${name} value=${value.toFixed(0)} baseline=${baseline.toFixed(0)} ratio=${ratio.toFixed(4)}`);
+  reportAgainst(name, values, baselines, 'raw classic-level batch writes');
 }
 
 async function main(): Promise<void> {
@@ -156,6 +154,43 @@ async function main(): Promise<void> {
   }
   report('embedded.produce-stateless-sink', stateless, baseline);
   report('embedded.keyed-count', keyedCount, baseline);
+  await kafka();
+}
+
+/** The Kafka scenarios: each engine figure as a ratio to a raw kafkajs consume→produce loop on the same broker. */
+async function kafka(): Promise<void> {
+  let brokers = process.env['MILLRACE_KAFKA_BROKERS'];
+  let started = false;
+  if (brokers === undefined && process.argv.includes('--kafka')) {
+    const script = new URL('../../test/infra/kafka', import.meta.url).pathname;
+    brokers = execFileSync(script, ['start'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] }).trim().split('\n').pop()!;
+    started = true;
+  }
+  if (brokers === undefined) {
+    console.log('kafka: skipped (set MILLRACE_KAFKA_BROKERS, or pass --kafka to start a local broker)');
+    return;
+  }
+  try {
+    const options = { brokers: brokers.split(','), events: quick ? 50_000 : 150_000, partitions: PARTITIONS, keys: KEYS };
+    console.log(`Kafka at ${brokers}: ${options.events.toLocaleString('en')} events per scenario`);
+    const rounds: KafkaFigures[] = [];
+    for (let round = 0; round < ROUNDS; round++) rounds.push(await kafkaRound(options));
+    const raw = rounds.map((r) => r.raw);
+    console.log(`kafka.raw-kafkajs-loop: ${Math.round(median(raw)).toLocaleString('en')} events/s (rounds: ${raw.map((v) => Math.round(v)).join(', ')})`);
+    reportAgainst('kafka.stateless', rounds.map((r) => r.stateless), raw, 'the raw kafkajs consume→produce loop');
+    reportAgainst('kafka.keyed-count', rounds.map((r) => r.keyedCount), raw, 'the raw kafkajs consume→produce loop');
+  } finally {
+    if (started) execFileSync(new URL('../../test/infra/kafka', import.meta.url).pathname, ['stop'], { stdio: 'inherit' });
+  }
+}
+
+function reportAgainst(name: string, values: number[], baselines: number[], baselineName: string): void {
+  const value = median(values);
+  const baseline = median(baselines);
+  const ratio = value / baseline;
+  console.log(`${name}: ${Math.round(value).toLocaleString('en')} events/s (rounds: ${values.map((v) => Math.round(v)).join(', ')})`);
+  console.log(`  vs ${baselineName} ${Math.round(baseline).toLocaleString('en')} events/s: ratio ${ratio.toFixed(3)}`);
+  console.log(`BENCH name=${name} value=${value.toFixed(0)} baseline=${baseline.toFixed(0)} ratio=${ratio.toFixed(4)}`);
 }
 
 main().catch((err: unknown) => {

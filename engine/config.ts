@@ -39,6 +39,12 @@ export const ConfigSchema = z.object({
     bodyLimitBytes: z.number().int().min(1024).max(256 * 1024 * 1024).default(1024 * 1024).describe('Largest request body accepted.'),
     maxRecordsPerRequest: z.number().int().min(1).max(1_000_000).default(10_000).describe('Most records in one produce request.'),
   }).strict().default({ host: '127.0.0.1', port: 8080, bodyLimitBytes: 1024 * 1024, maxRecordsPerRequest: 10_000 }),
+  kafka: z.object({
+    sessionTimeoutMs: z.number().int().min(1_000).max(3_600_000).optional().describe('A member silent for this long leaves the group and its tasks move (default 30 s).'),
+    heartbeatIntervalMs: z.number().int().min(100).optional().describe('About a third of sessionTimeoutMs, or less.'),
+    rebalanceTimeoutMs: z.number().int().min(1_000).optional().describe('How long a rebalance waits for members to rejoin (default 60 s).'),
+    transactionTimeoutMs: z.number().int().min(1_000).optional().describe('An open transaction older than this is aborted by the broker (default 10 s).'),
+  }).strict().default({}).describe('Settings of the Kafka client, used with brokers.'),
   log: z.object({
     fsync: z.boolean().default(false).describe('fsync every write (survives power loss, much slower); writes always survive a process crash.'),
     maintenanceIntervalMs: z.number().int().min(0).default(30_000).describe('How often retention and compaction run (0: never).'),

@@ -5,6 +5,13 @@ import type { Serde, SerdeContext } from '../serde/serde.js';
 import type { KeyValueBackend } from '../state/backend.js';
 import type { KeyValueEntry, ReadOnlyKeyValueStore } from '../state/key-value-store.js';
 import type { GlobalStoreSpec } from '../topology/topology.js';
+import type { LocalState } from './stream-task.js';
+
+function partitionKey(partition: number): Buffer {
+  const key = Buffer.allocUnsafe(4);
+  key.writeUInt32BE(partition, 0);
+  return key;
+}
 
 /** A global store as processors see it: read-only, synchronous lookups straight from the backend. */
 export class GlobalStoreView<K, V> implements ReadOnlyKeyValueStore<K, V> {
@@ -81,6 +88,13 @@ export interface GlobalStoreTaskOptions {
   readonly log: Log;
   readonly spec: GlobalStoreSpec;
   readonly backend: KeyValueBackend;
+  /**
+   * Where a log that cannot commit local state in its transactions (Kafka) has the store's changes written,
+   * together with how far each partition was read (kept in `positions`): the store's own checkpoint, as Kafka
+   * Streams keeps one for global stores.
+   */
+  readonly localState?: LocalState;
+  readonly positions?: KeyValueBackend;
   /** Consumer group whose committed offsets say how far the store has read. */
   readonly group: string;
   readonly transactionalId: string;
@@ -114,8 +128,8 @@ export class GlobalStoreTask {
 
   async bootstrap(): Promise<void> {
     const { log, spec, group } = this.#options;
-    const committed = await log.committedOffsets(group, spec.topic);
     const bounds = await log.partitionOffsets(spec.topic);
+    const committed = this.#options.localState === undefined ? await log.committedOffsets(group, spec.topic) : this.#localPositions(bounds.length);
     for (const { partition, start } of bounds) this.#positions.set(partition, committed.get(partition) ?? start);
     for (const { partition, end } of bounds) {
       while (this.#positions.get(partition)! < end) {
@@ -137,6 +151,16 @@ export class GlobalStoreTask {
     this.#stopping = true;
     this.#abort.abort();
     await this.#loop;
+  }
+
+  /** How far each partition was read, from the store's own checkpoint (logs without atomic local state). */
+  #localPositions(partitions: number): Map<number, Offset> {
+    const positions = new Map<number, Offset>();
+    for (let partition = 0; partition < partitions; partition++) {
+      const stored = this.#options.positions!.getSync(partitionKey(partition));
+      if (stored !== undefined) positions.set(partition, offset(stored.readDoubleBE(0)));
+    }
+    return positions;
   }
 
   lag(): Array<{ partition: number; position: number }> {
@@ -183,10 +207,18 @@ export class GlobalStoreTask {
       }
       changes.push(change);
     }
-    const transaction = await log.beginTransaction({ transactionalId });
-    if (changes.length > 0) transaction.addLocalWrites!(backend.writesFor(changes));
-    transaction.commitOffsets(group, [{ topic: spec.topic, partition, offset: next }]);
-    await transaction.commit();
+    if (this.#options.localState !== undefined) {
+      const position = Buffer.allocUnsafe(8);
+      position.writeDoubleBE(next, 0);
+      const writes = backend.writesFor(changes);
+      for (const write of this.#options.positions!.writesFor([[partitionKey(partition), position]])) writes.push(write);
+      await this.#options.localState.write(writes);
+    } else {
+      const transaction = await log.beginTransaction({ transactionalId });
+      if (changes.length > 0) transaction.addLocalWrites!(backend.writesFor(changes));
+      transaction.commitOffsets(group, [{ topic: spec.topic, partition, offset: next }]);
+      await transaction.commit();
+    }
     this.#positions.set(partition, next);
     this.applied += changes.length;
   }

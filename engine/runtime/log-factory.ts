@@ -19,10 +19,6 @@ export interface LogSetup {
   close(): Promise<void>;
 }
 
-interface KafkaLogModule {
-  KafkaLog: new (options: { brokers: string[]; clientId?: string; logger?: Logger }) => Log;
-}
-
 /** The embedded log in `<dataDir>/log`, or Apache Kafka when `brokers` are configured. */
 export async function logSetup(config: Readonly<MillraceConfig>, logger: Logger): Promise<LogSetup> {
   if (config.brokers === undefined) {
@@ -42,8 +38,8 @@ export async function logSetup(config: Readonly<MillraceConfig>, logger: Logger)
     };
   }
   // Loaded only when used: the embedded engine never pays for the Kafka client.
-  const { KafkaLog } = (await import('../log/kafka/kafka-log.js' as string)) as KafkaLogModule;
-  const log = new KafkaLog({ brokers: [...config.brokers], clientId: 'millrace', logger });
+  const { KafkaLog } = await import('../log/kafka/kafka-log.js');
+  const log = new KafkaLog({ brokers: [...config.brokers], clientId: 'millrace', logger, ...config.kafka });
   const stateDb = new ClassicLevel<Buffer, Buffer>(join(config.dataDir, 'state'), { keyEncoding: 'buffer', valueEncoding: 'buffer' });
   return {
     log,

@@ -99,6 +99,15 @@ export class TopologyRunner {
           log,
           spec,
           backend,
+          ...(this.#options.localState === undefined
+            ? {}
+            : {
+                localState: this.#options.localState,
+                positions: this.#options.openBackend(
+                  { name: `~global-${spec.name}~positions`, kind: 'key-value', keySerde: spec.keySerde, valueSerde: spec.valueSerde, changelog: false },
+                  0,
+                ),
+              }),
           group: `${topology.applicationId}-global`,
           transactionalId: `${topology.applicationId}-global-${spec.name}`,
           logger,

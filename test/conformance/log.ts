@@ -5,6 +5,9 @@
  *
  * Tests use fresh, uniquely named topics so that a shared broker can run them. Retention and compaction are asked
  * for with `runMaintenance()` and then awaited with `eventually`, because a broker applies them on its own schedule.
+ * A broker also applies them to whole closed segments only: records whose retention is checked are appended one
+ * request at a time (a broker-backed fixture creates topics with a short `segment.ms`, so each lands in a segment of
+ * its own), and a compacted topic's active segment is closed through `closeActiveSegment` while a test waits.
  */
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -18,6 +21,13 @@ export interface LogFixture {
   close(): Promise<void>;
   /** How long `eventually` waits for retention and compaction (a broker needs longer). */
   readonly maintenanceTimeoutMs?: number;
+  /**
+   * Brokers compact closed segments only, close the active one when a later write comes, and drop a tombstone only in
+   * a cleaning pass after the one that first saw it (which needs new data to clean). Called while a compaction test
+   * waits, before each look: a broker-backed fixture writes what no reader of the log sees (an aborted transaction)
+   * so that the segment holding the records closes and the cleaner has work again. Without it, nothing is done.
+   */
+  readonly closeActiveSegment?: (topic: string, partition: number) => Promise<void>;
 }
 
 /** Kafka's `UtilsTest.testMurmur2` vectors: key bytes → murmur2 as a signed 32-bit int. */
@@ -407,11 +417,9 @@ export function runLogSuite(name: string, factory: () => Promise<LogFixture>): v
         const name = topicName('retain-time');
         await log.createTopic({ name, partitions: 1, retentionMs: 60_000 });
         const now = Date.now();
-        await log.append([
-          { topic: name, partition: 0, value: buf('old-1'), timestamp: now - 3_600_000 },
-          { topic: name, partition: 0, value: buf('old-2'), timestamp: now - 3_500_000 },
-          { topic: name, partition: 0, value: buf('new'), timestamp: now },
-        ]);
+        for (const [value, timestamp] of [['old-1', now - 3_600_000], ['old-2', now - 3_500_000], ['new', now]] as const) {
+          await log.append([{ topic: name, partition: 0, value: buf(value), timestamp }]);
+        }
         await eventually(async () => {
           await log.runMaintenance();
           const [p] = await log.partitionOffsets(name);
@@ -440,7 +448,8 @@ export function runLogSuite(name: string, factory: () => Promise<LogFixture>): v
         const name = topicName('retain-size');
         await log.createTopic({ name, partitions: 1, retentionBytes: 10_000 });
         const big = Buffer.alloc(1_000, 7);
-        await log.append(Array.from({ length: 40 }, () => ({ topic: name, partition: 0, value: big })));
+        const start = Date.now() - 60_000;
+        for (let i = 0; i < 40; i++) await log.append([{ topic: name, partition: 0, value: big, timestamp: start + i * 1_000 }]);
         await eventually(async () => {
           await log.runMaintenance();
           const [p] = await log.partitionOffsets(name);
@@ -464,6 +473,7 @@ export function runLogSuite(name: string, factory: () => Promise<LogFixture>): v
           { topic: name, partition: 0, key: buf('a'), value: buf('a3') },
         ]);
         await eventually(async () => {
+          await fixture.closeActiveSegment?.(name, 0);
           await log.runMaintenance();
           const records = await readAll(log, name, 0);
           expect(records.map((r) => [r.offset, text(r.key), text(r.value)])).toEqual([
@@ -484,6 +494,7 @@ export function runLogSuite(name: string, factory: () => Promise<LogFixture>): v
           { topic: name, partition: 0, key: buf('gone'), value: null, timestamp: old },
         ]);
         await eventually(async () => {
+          await fixture.closeActiveSegment?.(name, 0);
           await log.runMaintenance();
           const records = await readAll(log, name, 0);
           expect(records.map((r) => text(r.key))).toEqual(['kept']);

@@ -4,8 +4,10 @@
  * nothing is appended.
  */
 import { spawn } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CLI, REPO_ROOT, freePort, startEngine, type EngineProcess } from '../support/engine-process.js';
+import { describeWithKafka } from '../support/kafka.js';
 import { tempDir } from '../support/runtime.js';
 
 interface Run {
@@ -41,13 +43,16 @@ const event = (i: number) => ({
   country: i % 3 === 0 ? null : 'NL',
 });
 
-describe('CLI round trip against a running engine', () => {
+/** The same round trip on the embedded log and on Kafka (`--brokers`): the CLI does not change. */
+function roundTrip(brokers: string | undefined): void {
   let dir: Awaited<ReturnType<typeof tempDir>>;
   let engine: EngineProcess;
+  // A broker is shared by many tests: a topic of its own.
+  const topic = brokers === undefined ? 'purchases' : `purchases-${randomUUID().slice(0, 8)}`;
 
   beforeAll(async () => {
     dir = await tempDir('millrace-cli-');
-    engine = await startEngine({ dataDir: dir.path, port: await freePort() });
+    engine = await startEngine({ dataDir: dir.path, port: await freePort(), ...(brokers === undefined ? {} : { brokers }) });
   });
 
   afterAll(async () => {
@@ -62,16 +67,16 @@ describe('CLI round trip against a running engine', () => {
   });
 
   it('creates a topic with a schema, produces 1,000 lines and tails them all back in per-partition order', async () => {
-    const created = await millrace(['topics', 'create', 'purchases', '--partitions', '4', '--schema', 'example-event'], engine.url);
+    const created = await millrace(['topics', 'create', topic, '--partitions', '4', '--schema', 'example-event'], engine.url);
     expect(created.code, created.stderr).toBe(0);
-    expect(created.stdout).toMatch(/created topic purchases \(4 partitions/);
+    expect(created.stdout).toMatch(new RegExp(`created topic ${topic} \\(4 partitions`));
 
     const events = Array.from({ length: 1_000 }, (_, i) => event(i));
-    const produced = await millrace(['produce', 'purchases', '--key-field', 'user'], engine.url, events.map((e) => JSON.stringify(e)).join('\n') + '\n');
+    const produced = await millrace(['produce', topic, '--key-field', 'user'], engine.url, events.map((e) => JSON.stringify(e)).join('\n') + '\n');
     expect(produced.code, produced.stderr).toBe(0);
-    expect(produced.stdout).toMatch(/produced 1000 records to purchases/);
+    expect(produced.stdout).toMatch(new RegExp(`produced 1000 records to ${topic}`));
 
-    const tailed = await millrace(['tail', 'purchases', '--from-beginning'], engine.url);
+    const tailed = await millrace(['tail', topic, '--from-beginning'], engine.url);
     expect(tailed.code, tailed.stderr).toBe(0);
     const lines = tailed.stdout.trim().split('\n').map((l) => JSON.parse(l) as { partition: number; offset: number; key: string; value: ReturnType<typeof event>; timestamp: string });
     expect(lines).toHaveLength(1_000);
@@ -100,9 +105,9 @@ describe('CLI round trip against a running engine', () => {
   });
 
   it('refuses a schema-violating event with a 422 problem and appends nothing', async () => {
-    const before = await endOffsets(engine.url, 'purchases');
+    const before = await endOffsets(engine.url, topic);
     const bad = { ...event(5_000), amount: -3, at: 'yesterday', ip: '999.1.1.1' };
-    const response = await fetch(`${engine.url}/topics/purchases/events`, {
+    const response = await fetch(`${engine.url}/topics/${topic}/events`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
       body: JSON.stringify({ records: [{ key: 'user-1', value: event(5_001) }, { key: 'user-2', value: bad }] }),
@@ -117,12 +122,15 @@ describe('CLI round trip against a running engine', () => {
       [1, '/value/at'],
       [1, '/value/ip'],
     ]);
-    expect(await endOffsets(engine.url, 'purchases')).toEqual(before);
+    expect(await endOffsets(engine.url, topic)).toEqual(before);
 
     // The CLI reports the offending line and exits 1; the valid line before it in the same batch is not appended.
-    const run = await millrace(['produce', 'purchases'], engine.url, `${JSON.stringify(event(6_000))}\n${JSON.stringify(bad)}\n`);
+    const run = await millrace(['produce', topic], engine.url, `${JSON.stringify(event(6_000))}\n${JSON.stringify(bad)}\n`);
     expect(run.code).toBe(1);
     expect(run.stderr).toMatch(/line 2: \/value\/amount/);
-    expect(await endOffsets(engine.url, 'purchases')).toEqual(before);
+    expect(await endOffsets(engine.url, topic)).toEqual(before);
   });
-});
+}
+
+describe('CLI round trip against a running engine (embedded log)', () => roundTrip(undefined));
+describeWithKafka('CLI round trip against a running engine (Kafka)', (brokers) => roundTrip(brokers.join(',')));

@@ -46,12 +46,15 @@ export interface StartOptions {
   readonly port: number;
   readonly timeoutMs?: number;
   readonly env?: NodeJS.ProcessEnv;
+  /** Run on Kafka: `--brokers`. */
+  readonly brokers?: string;
 }
 
 export async function startEngine(options: StartOptions): Promise<EngineProcess> {
   requireBuild();
   const args = [CLI, 'up', '--data-dir', options.dataDir, '--port', String(options.port)];
   if (options.config !== undefined) args.push('--config', options.config);
+  if (options.brokers !== undefined) args.push('--brokers', options.brokers);
   const child = spawn(process.execPath, args, {
     cwd: REPO_ROOT,
     stdio: ['ignore', 'pipe', 'pipe'],
