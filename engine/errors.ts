@@ -13,6 +13,7 @@ export const ErrorCodes = {
   MILLRACE_LOG_NOT_OPEN: { status: 503, title: 'Log is not open', retriable: true },
   MILLRACE_LOG_CLOSED: { status: 503, title: 'Log is closed', retriable: false },
   MILLRACE_LOG_LOCKED: { status: 500, title: 'Data directory is in use by another process', retriable: false },
+  MILLRACE_LOG_UNAVAILABLE: { status: 503, title: 'No broker of the log answered', retriable: true },
   MILLRACE_LOG_WRITE_FAILED: { status: 500, title: 'Log write failed', retriable: false },
   MILLRACE_TOPIC_EXISTS: { status: 409, title: 'Topic already exists', retriable: false },
   MILLRACE_TOPIC_UNKNOWN: { status: 404, title: 'Unknown topic', retriable: false },

@@ -102,7 +102,7 @@ export function partitionUnknown(topic: string, partition: number, partitions: n
 
 /**
  * A broker failure as a Millrace error. Failures that are ours to name (fencing, unknown topics, refused records)
- * get their codes; a cluster that does not answer is `MILLRACE_LOG_NOT_OPEN` (retriable: the log cannot be used
+ * get their codes; a cluster that does not answer is `MILLRACE_LOG_UNAVAILABLE` (retriable: the log cannot be used
  * now); anything else is `fallback`, retriable when kafkajs says so.
  */
 export function fromKafkaError(err: unknown, doing: string, fallback: ErrorCode): MillraceError {
@@ -114,7 +114,7 @@ export function fromKafkaError(err: unknown, doing: string, fallback: ErrorCode)
     return new MillraceError('MILLRACE_RECORD_INVALID', `${doing}: offset metadata too large: ${errorMessage(err)}`, { cause: err });
   }
   if (isUnavailableError(err)) {
-    return new MillraceError('MILLRACE_LOG_NOT_OPEN', `${doing}: no Kafka broker answered: ${errorMessage(err)}`, {
+    return new MillraceError('MILLRACE_LOG_UNAVAILABLE', `${doing}: no Kafka broker answered: ${errorMessage(err)}`, {
       cause: err,
       retriable: true,
     });

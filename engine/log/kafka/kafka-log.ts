@@ -218,7 +218,7 @@ export class KafkaLog implements Log {
       this.#state = 'new';
       await this.#disconnectAll();
       throw new MillraceError(
-        'MILLRACE_LOG_NOT_OPEN',
+        'MILLRACE_LOG_UNAVAILABLE',
         `could not reach Kafka at ${this.#options.brokers.join(',')}: ${errorMessage(err)}; check that the brokers run and the addresses are right`,
         { cause: err, retriable: true },
       );

@@ -156,7 +156,7 @@ export class KafkaSubscription implements Subscription {
         eachBatch: async ({ batch }) => this.#onBatch(batch),
       });
       await withTimeout(this.#firstHandover.promise, this.#options.joinTimeoutMs, () =>
-        new MillraceError('MILLRACE_LOG_NOT_OPEN', `group ${this.#group} gave this member no assignment within ${this.#options.joinTimeoutMs} ms`, {
+        new MillraceError('MILLRACE_LOG_UNAVAILABLE', `group ${this.#group} gave this member no assignment within ${this.#options.joinTimeoutMs} ms`, {
           retriable: true,
         }),
       );
@@ -165,7 +165,7 @@ export class KafkaSubscription implements Subscription {
       await consumer.disconnect().catch(() => undefined);
       this.#options.onClose();
       if (err instanceof MillraceError) throw err;
-      throw new MillraceError('MILLRACE_LOG_NOT_OPEN', `could not join group ${this.#group}: ${errorMessage(err)}`, { cause: err, retriable: true });
+      throw new MillraceError('MILLRACE_LOG_UNAVAILABLE', `could not join group ${this.#group}: ${errorMessage(err)}`, { cause: err, retriable: true });
     }
   }
 
