@@ -28,6 +28,7 @@ export const ErrorCodes = {
   MILLRACE_SCHEMA_INVALID: { status: 400, title: 'Invalid Avro schema', retriable: false },
   MILLRACE_SCHEMA_INCOMPATIBLE: { status: 409, title: 'Schema is incompatible with an earlier version', retriable: false },
   MILLRACE_SCHEMA_UNKNOWN: { status: 404, title: 'Unknown schema', retriable: false },
+  MILLRACE_SCHEMA_REGISTRY_UNAVAILABLE: { status: 503, title: 'The schema registry did not answer', retriable: true },
   MILLRACE_SCHEMA_VIOLATION: { status: 422, title: 'Event does not match the topic schema', retriable: false },
   MILLRACE_DESERIALIZATION: { status: 422, title: 'Record could not be deserialised', retriable: false },
   MILLRACE_SERIALIZATION: { status: 422, title: 'Value could not be serialised', retriable: false },

@@ -64,6 +64,10 @@ export async function runUp(argv: string[], io: CliIo): Promise<number> {
   const where = loaded.config.brokers === undefined ? `embedded log in ${loaded.config.dataDir}` : `Kafka at ${loaded.config.brokers.join(',')}`;
   io.stdout.write(`Millrace ${topologies.length > 0 ? `is running ${topologies.join(', ')}` : 'is up'} at ${engine.url} (${where})\n`);
   return new Promise<number>((resolve) => {
+    const exit = (code: number): void => {
+      resolve(code);
+      setImmediate(() => process.exit(code));
+    };
     let stopping = false;
     const stop = (signal: string): void => {
       if (stopping) {
@@ -72,11 +76,13 @@ export async function runUp(argv: string[], io: CliIo): Promise<number> {
       }
       stopping = true;
       io.stderr.write(`${signal}: stopping (committing every task)…\n`);
+      // Once the engine has stopped, every task has committed and every store is closed: the process ends
+      // then, even if a client library keeps a socket open after its own close.
       engine.stop().then(
-        () => resolve(0),
+        () => exit(0),
         (err: unknown) => {
           logger.error({ err }, 'stop failed');
-          resolve(1);
+          exit(1);
         },
       );
     };

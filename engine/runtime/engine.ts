@@ -8,8 +8,9 @@ import { buildHttpServer } from '../http/server.js';
 import type { Logger } from '../logger.js';
 import type { Log } from '../log/log.js';
 import { Metrics } from '../metrics/metrics.js';
+import { ConfluentSchemaRegistry } from '../serde/confluent-registry.js';
 import { EmbeddedSchemaRegistry } from '../serde/embedded-registry.js';
-import { valueSubject } from '../serde/registry.js';
+import { valueSubject, type SchemaRegistry } from '../serde/registry.js';
 import { registerSchemaFolder } from '../serde/schema-files.js';
 import { LevelBackend } from '../state/backend.js';
 import type { TopologyDescription } from '../topology/topology.js';
@@ -45,7 +46,7 @@ export interface EngineStartOptions {
  */
 export class Engine implements EngineApi {
   readonly log: Log;
-  readonly registry: EmbeddedSchemaRegistry;
+  readonly registry: SchemaRegistry & { open(): Promise<void> };
   readonly #setup: LogSetup;
   readonly metrics: Metrics;
   readonly config: Readonly<MillraceConfig>;
@@ -62,7 +63,10 @@ export class Engine implements EngineApi {
     this.metrics = new Metrics();
     this.#setup = setup;
     this.log = setup.log;
-    this.registry = new EmbeddedSchemaRegistry(this.log);
+    // A Confluent-compatible registry when one is named; otherwise schemas live in the log's `_schemas` topic.
+    this.registry = loaded.config.schemaRegistry === undefined
+      ? new EmbeddedSchemaRegistry(this.log)
+      : new ConfluentSchemaRegistry({ url: loaded.config.schemaRegistry });
   }
 
   static async start(loaded: LoadedConfig, options: EngineStartOptions): Promise<Engine> {
@@ -149,9 +153,13 @@ export class Engine implements EngineApi {
   async stop(): Promise<void> {
     if (this.#state === 'stopped') return;
     this.#state = 'stopping';
+    this.#logger.info('stopping: HTTP API');
     await this.#http?.close();
+    this.#logger.info('stopping: topologies');
     for (const runner of [...this.#runners].reverse()) await runner.stop();
+    this.#logger.info('stopping: log');
     await this.#setup.close();
+    this.#logger.info('stopped');
     this.#state = 'stopped';
   }
 }

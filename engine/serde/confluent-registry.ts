@@ -20,11 +20,12 @@ export interface ConfluentSchemaRegistryOptions {
   readonly requestTimeoutMs?: number;
   /**
    * The subjects `open()` preloads, so that `cachedLatest` answers for them at once. Default: every subject the
-   * registry lists. A listed subject whose latest version cannot be loaded fails `open()`; when preloading everything,
-   * subjects that are not Avro (Protobuf, JSON Schema) or that Millrace cannot parse are left out.
+   * registry lists. A listed subject that does not exist yet is fine (it is looked up when first registered); one
+   * whose latest version is not Avro or does not parse fails `open()`. When preloading everything, subjects that are
+   * not Avro (Protobuf, JSON Schema) or that Millrace cannot parse are left out.
    */
   readonly subjects?: readonly string[];
-  /** Sent as the client id (User-Agent) with every registration (default `millrace`). */
+  /** The client library's client id, sent in its User-Agent with registrations (default `millrace`). */
   readonly clientId?: string;
 }
 
@@ -83,7 +84,7 @@ type ClientMiddleware = NonNullable<ConstructorParameters<typeof ConfluentClient
  * - The synchronous lookups answer from memory: `open()` preloads the latest version of the subjects; every lookup,
  *   registration and preload fills the caches. `cachedById` keeps an id for good (ids are immutable);
  *   `cachedLatest` changes when `latest`, `versions` or `register` see a newer version.
- * - Failures to reach the registry (refused, reset, timed out, 5xx) are `MILLRACE_INTERNAL` with `retriable: true`
+ * - Failures to reach the registry (refused, reset, timed out, 5xx) are `MILLRACE_SCHEMA_REGISTRY_UNAVAILABLE` (retriable)
  *   and a message naming the URL; an unknown id or subject is `MILLRACE_SCHEMA_UNKNOWN`.
  *
  *     const registry = new ConfluentSchemaRegistry({ url: 'http://127.0.0.1:8081' });
@@ -109,14 +110,29 @@ export class ConfluentSchemaRegistry implements SchemaRegistry {
   #registering: Promise<unknown> = Promise.resolve();
 
   constructor(options: ConfluentSchemaRegistryOptions) {
-    const url = options.url.trim().replace(/\/+$/, '');
-    if (!/^https?:\/\/[^/]+/.test(url)) {
-      throw new MillraceError('MILLRACE_CONFIG_INVALID', `a schema registry URL is http(s)://host[:port][/path], got ${JSON.stringify(options.url)}`);
+    let parsed: URL | undefined;
+    try {
+      parsed = new URL(options.url.trim());
+    } catch {
+      parsed = undefined;
     }
+    if (parsed === undefined || (parsed.protocol !== 'http:' && parsed.protocol !== 'https:')) {
+      throw new MillraceError(
+        'MILLRACE_CONFIG_INVALID',
+        `a schema registry URL is http(s)://host[:port][/path], got ${JSON.stringify(options.url)}`,
+      );
+    }
+    // Credentials in the URL (http://user:secret@host) become basic authentication, and stay out of messages.
+    let { auth } = options;
+    if (auth === undefined && parsed.username !== '') {
+      auth = { username: decodeURIComponent(parsed.username), password: decodeURIComponent(parsed.password) };
+    }
+    parsed.username = '';
+    parsed.password = '';
+    const url = parsed.toString().replace(/\/+$/, '');
     this.url = url;
     this.#timeoutMs = options.requestTimeoutMs ?? DEFAULT_TIMEOUT_MS;
     this.#preloadSubjects = options.subjects;
-    const { auth } = options;
     this.#authorization =
       auth === undefined ? undefined : `Basic ${Buffer.from(`${auth.username}:${auth.password}`).toString('base64')}`;
     this.#client = new ConfluentClient(
@@ -159,7 +175,8 @@ export class ConfluentSchemaRegistry implements SchemaRegistry {
       if (registered.id !== id) {
         throw new MillraceError(
           'MILLRACE_INTERNAL',
-          `schema registry at ${this.url} registered subject ${subject} as id ${id} but looks it up as id ${registered.id}`,
+          `schema registry at ${this.url} registered subject ${subject} as id ${id} ` +
+            `but looks it up as id ${registered.id}`,
           { details: { subject, id, lookedUp: registered.id } },
         );
       }
@@ -215,7 +232,8 @@ export class ConfluentSchemaRegistry implements SchemaRegistry {
       sorted.map(async (version) => {
         const known = this.#versions.get(versionKey(subject, version));
         if (known !== undefined) return known;
-        const found = await this.#request<SubjectVersionResponse>('GET', `/subjects/${enc(subject)}/versions/${version}`);
+        const path = `/subjects/${enc(subject)}/versions/${version}`;
+        const found = await this.#request<SubjectVersionResponse>('GET', path);
         return this.#remember(subject, found);
       }),
     );
@@ -301,9 +319,16 @@ export class ConfluentSchemaRegistry implements SchemaRegistry {
     }
     const known = this.#versions.get(versionKey(subject, version!));
     if (known !== undefined && known.id === id) return known;
-    const parsed = this.#parsed.get(id!) ?? parsedHere ?? this.#parse(id!, found, `subject ${subject} version ${version}`);
+    const parsed =
+      this.#parsed.get(id!) ?? parsedHere ?? this.#parse(id!, found, `subject ${subject} version ${version}`);
     this.#parsed.set(id!, parsed);
-    const registered: RegisteredSchema = Object.freeze({ id: id!, subject, version: version!, schema: parsed.schema, type: parsed.type });
+    const registered: RegisteredSchema = Object.freeze({
+      id: id!,
+      subject,
+      version: version!,
+      schema: parsed.schema,
+      type: parsed.type,
+    });
     this.#versions.set(versionKey(subject, version!), registered);
     if (!this.#byId.has(id!)) this.#byId.set(id!, registered);
     return registered;
@@ -457,7 +482,8 @@ export class ConfluentSchemaRegistry implements SchemaRegistry {
       return json as T;
     }
     const message = (json as { message?: unknown } | undefined)?.message;
-    throw this.#statusError(response.status, typeof message === 'string' ? message : text.slice(0, 300), what, undefined, {
+    const detail = typeof message === 'string' ? message : text.slice(0, 300);
+    throw this.#statusError(response.status, detail, what, undefined, {
       errorCode: (json as { error_code?: unknown } | undefined)?.error_code,
     });
   }
@@ -484,7 +510,7 @@ export class ConfluentSchemaRegistry implements SchemaRegistry {
         // Nothing answered, or the registry failed: worth trying again. Anything else (401, 403, 400) will not change.
         const retriable = status !== undefined && (unreachable || status >= 500 || status === 408 || status === 429);
         const reason = unreachable ? `no answer (${detail})` : status === undefined ? detail : `status ${status}: ${detail}`;
-        return new MillraceError('MILLRACE_INTERNAL', `schema registry at ${this.url}: ${what}: ${reason}`, {
+        return new MillraceError(retriable ? 'MILLRACE_SCHEMA_REGISTRY_UNAVAILABLE' : 'MILLRACE_INTERNAL', `schema registry at ${this.url}: ${what}: ${reason}`, {
           ...options,
           retriable,
         });

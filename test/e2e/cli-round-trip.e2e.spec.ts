@@ -8,6 +8,7 @@ import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CLI, REPO_ROOT, freePort, startEngine, type EngineProcess } from '../support/engine-process.js';
 import { describeWithKafka } from '../support/kafka.js';
+import { registrySkipReason, registryUrl } from '../support/registry.js';
 import { tempDir } from '../support/runtime.js';
 
 interface Run {
@@ -44,7 +45,7 @@ const event = (i: number) => ({
 });
 
 /** The same round trip on the embedded log and on Kafka (`--brokers`): the CLI does not change. */
-function roundTrip(brokers: string | undefined): void {
+function roundTrip(brokers: string | undefined, schemaRegistry?: string): void {
   let dir: Awaited<ReturnType<typeof tempDir>>;
   let engine: EngineProcess;
   // A broker is shared by many tests: a topic of its own.
@@ -52,7 +53,12 @@ function roundTrip(brokers: string | undefined): void {
 
   beforeAll(async () => {
     dir = await tempDir('millrace-cli-');
-    engine = await startEngine({ dataDir: dir.path, port: await freePort(), ...(brokers === undefined ? {} : { brokers }) });
+    engine = await startEngine({
+      dataDir: dir.path,
+      port: await freePort(),
+      ...(brokers === undefined ? {} : { brokers }),
+      ...(schemaRegistry === undefined ? {} : { schemaRegistry }),
+    });
   });
 
   afterAll(async () => {
@@ -134,3 +140,11 @@ function roundTrip(brokers: string | undefined): void {
 
 describe('CLI round trip against a running engine (embedded log)', () => roundTrip(undefined));
 describeWithKafka('CLI round trip against a running engine (Kafka)', (brokers) => roundTrip(brokers.join(',')));
+describeWithKafka('CLI round trip against a running engine (Kafka and a schema registry)', (brokers) => {
+  const url = registryUrl();
+  if (url === undefined) {
+    it.skip(`needs a schema registry (${registrySkipReason() ?? 'none configured'})`, () => {});
+    return;
+  }
+  roundTrip(brokers.join(','), url);
+});

@@ -86,7 +86,7 @@ function skip(project: TestProject, reason: string): undefined {
   if (process.env.CI === 'true') {
     throw new Error(
       `Schema registry integration tests must run in CI (CI=true), but ${reason}. ` +
-        'Install Java 17+ and Maven (apt-get install -y openjdk-17-jre-headless maven), or point ' +
+        'Install Java 17+ (21+ for Apicurio 3.x) and Maven (apt-get install -y openjdk-17-jre-headless maven), or point ' +
         'MILLRACE_SCHEMA_REGISTRY_URL at a Confluent-compatible registry.',
     );
   }

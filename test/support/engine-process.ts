@@ -48,6 +48,8 @@ export interface StartOptions {
   readonly env?: NodeJS.ProcessEnv;
   /** Run on Kafka: `--brokers`. */
   readonly brokers?: string;
+  /** A Confluent-compatible schema registry: `--schema-registry`. */
+  readonly schemaRegistry?: string;
 }
 
 export async function startEngine(options: StartOptions): Promise<EngineProcess> {
@@ -55,6 +57,7 @@ export async function startEngine(options: StartOptions): Promise<EngineProcess>
   const args = [CLI, 'up', '--data-dir', options.dataDir, '--port', String(options.port)];
   if (options.config !== undefined) args.push('--config', options.config);
   if (options.brokers !== undefined) args.push('--brokers', options.brokers);
+  if (options.schemaRegistry !== undefined) args.push('--schema-registry', options.schemaRegistry);
   const child = spawn(process.execPath, args, {
     cwd: REPO_ROOT,
     stdio: ['ignore', 'pipe', 'pipe'],
