@@ -1,0 +1,240 @@
+import { dirname, join } from 'node:path';
+import { EMPTY_SUMMARY, addSample, logLoss, welchLower, type Summary } from '../../engine/ml/significance.js';
+import { Serdes } from '../../engine/serde/serde.js';
+import type { TopologyContext } from '../../engine/runtime/modules.js';
+import { TopologyDraft, type Topology } from '../../engine/topology/topology.js';
+import type { Processor, ProcessorContext } from '../../engine/topology/processor.js';
+import type { StreamRecord } from '../../engine/topology/record.js';
+import {
+  CANARY_STAGES,
+  FRAUD_MODEL,
+  Topics,
+  type DriftDetected,
+  type Feedback,
+  type ModelRegistryEvent,
+  type Outcome,
+  type TrainingJobEvent,
+} from './contract.js';
+import { applyRegistryEvent, emptyRegistry, type RegistryState } from './registry.js';
+
+export interface ControllerOptions {
+  /** Labels to wait for before training the first model. */
+  readonly bootstrapLabels: number;
+  /** Outcomes per arm (canary, stable) before a stage is judged. */
+  readonly minSamples: number;
+  /** Canary outcomes after which an undecided stage is rolled back. */
+  readonly maxSamples: number;
+  /** Significance level of the stage test. */
+  readonly alpha: number;
+  /** A retrained model whose holdout AUC is below the serving model's on the same holdout by more than this is not tried. */
+  readonly aucTolerance: number;
+}
+
+export const DEFAULT_CONTROLLER_OPTIONS: ControllerOptions = {
+  bootstrapLabels: 2_000,
+  minSamples: 150,
+  maxSamples: 5_000,
+  alpha: 0.05,
+  aucTolerance: 0.01,
+};
+
+/** What the controller remembers per model (a store value): every decision follows from it and the next event. */
+export interface ControllerState {
+  readonly labels: number;
+  readonly jobs: number;
+  readonly activeJob: string | null;
+  readonly registry: RegistryState;
+  /** The stable version a drift verdict already caused a retraining for: one retraining per drifted version. */
+  readonly retrainedFor: string | null;
+  readonly stage: {
+    readonly version: string;
+    readonly percent: number;
+    /** Event time the stage started: outcomes of earlier predictions do not count. */
+    readonly startedAt: number;
+    readonly canary: Summary;
+    readonly stable: Summary;
+  } | null;
+}
+
+function initialState(model: string): ControllerState {
+  return { labels: 0, jobs: 0, activeJob: null, registry: emptyRegistry(model), retrainedFor: null, stage: null };
+}
+
+type Input = DriftDetected | TrainingJobEvent | Outcome | Feedback;
+
+/**
+ * The loop's decisions, as a processor over the model's event streams (drift verdicts, training jobs, outcomes,
+ * labels). It asks for training (the first model once enough labels exist; a new one when the serving model
+ * drifts), registers what training produced, and walks a new version through canary stages of 5, 10, 25 and 50 %
+ * of traffic: at each stage, once both arms have `minSamples` outcomes, a one-sided Welch t-test on log loss
+ * decides — better (p < alpha) moves to the next stage, or to promotion after 50 %; worse (p < alpha) rolls back;
+ * undecided after `maxSamples` rolls back too. Every decision is an event on `training-jobs` or `model-registry`.
+ */
+export class RetrainingController implements Processor<string, Input, string, TrainingJobEvent | ModelRegistryEvent> {
+  readonly #options: ControllerOptions;
+
+  constructor(options: ControllerOptions) {
+    this.#options = options;
+  }
+
+  process(record: StreamRecord<string, Input>, ctx: ProcessorContext<string, TrainingJobEvent | ModelRegistryEvent>): void {
+    const topic = ctx.recordMetadata()?.topic;
+    const model = record.key ?? FRAUD_MODEL;
+    const store = ctx.store<string, ControllerState>('controller');
+    let state = store.get(model) ?? initialState(model);
+    const at = new Date(record.timestamp).toISOString();
+    const emitJob = (event: TrainingJobEvent): void => ctx.forward({ key: model, value: event, timestamp: record.timestamp, headers: {} }, 'to-training-jobs');
+    const emitRegistry = (event: ModelRegistryEvent): void => {
+      state = { ...state, registry: applyRegistryEvent(state.registry, event) };
+      ctx.forward({ key: model, value: event, timestamp: record.timestamp, headers: {} }, 'to-model-registry');
+    };
+    const requestTraining = (reason: string): void => {
+      const jobId = `${model}-${state.jobs + 1}`;
+      state = { ...state, jobs: state.jobs + 1, activeJob: jobId };
+      emitJob({ type: 'RetrainRequested', job_id: jobId, model, reason, at });
+    };
+
+    if (topic === Topics.drift) {
+      const drift = record.value as DriftDetected;
+      if (state.activeJob === null && state.stage === null && state.registry.stable === drift.version && state.retrainedFor !== drift.version) {
+        state = { ...state, retrainedFor: drift.version };
+        requestTraining(`drift in ${drift.drifted_features.join(', ')}`);
+      }
+    } else if (topic === Topics.trainingJobs) {
+      const job = record.value as TrainingJobEvent;
+      if (job.job_id === state.activeJob && (job.type === 'ModelTrained' || job.type === 'TrainingFailed')) {
+        state = { ...state, activeJob: null };
+        if (job.type === 'ModelTrained') this.#registerTrained(job, record.timestamp, emitRegistry, (stage) => (state = { ...state, stage }), () => state);
+      }
+    } else if (topic === Topics.outcomes) {
+      this.#judge(record.value as Outcome, emitRegistry, (stage) => (state = { ...state, stage }), () => state, at);
+    } else {
+      state = { ...state, labels: state.labels + 1 };
+      if (state.registry.stable === null && state.activeJob === null && state.labels >= this.#options.bootstrapLabels) {
+        requestTraining(`first model: ${state.labels} labels`);
+      }
+    }
+    store.put(model, state);
+  }
+
+  #registerTrained(
+    job: Extract<TrainingJobEvent, { type: 'ModelTrained' }>,
+    timestamp: number,
+    emit: (event: ModelRegistryEvent) => void,
+    setStage: (stage: ControllerState['stage']) => void,
+    current: () => ControllerState,
+  ): void {
+    emit({
+      type: 'ModelRegistered',
+      model: job.model,
+      version: job.version,
+      artifact_uri: job.artifact_uri,
+      sha256: job.sha256,
+      reference_uri: join(dirname(job.artifact_uri), 'reference.json'),
+      metrics: job.metrics,
+      at: job.at,
+    });
+    if (current().registry.stable === null) {
+      emit({ type: 'ModelPromoted', model: job.model, version: job.version, at: job.at, evidence: 'first model' });
+      return;
+    }
+    const auc = job.metrics['auc'];
+    const baseline = job.metrics['baseline_auc'];
+    if (auc !== undefined && baseline !== undefined && auc < baseline - this.#options.aucTolerance) {
+      emit({ type: 'ModelRolledBack', model: job.model, version: job.version, reason: `holdout AUC ${auc.toFixed(4)} below the serving model's ${baseline.toFixed(4)}`, at: job.at });
+      return;
+    }
+    const percent = CANARY_STAGES[0];
+    emit({ type: 'CanaryStarted', model: job.model, version: job.version, percent, at: job.at });
+    setStage({ version: job.version, percent, startedAt: timestamp, canary: EMPTY_SUMMARY, stable: EMPTY_SUMMARY });
+  }
+
+  #judge(
+    outcome: Outcome,
+    emit: (event: ModelRegistryEvent) => void,
+    setStage: (stage: ControllerState['stage']) => void,
+    current: () => ControllerState,
+    at: string,
+  ): void {
+    const { stage, registry } = current();
+    if (stage === null || Date.parse(outcome.at) < stage.startedAt) return;
+    const loss = logLoss(outcome.probability, outcome.fraud);
+    let { canary, stable } = stage;
+    if (outcome.version === stage.version && outcome.route === 'canary') canary = addSample(canary, loss);
+    else if (outcome.version === registry.stable && outcome.route === 'stable') stable = addSample(stable, loss);
+    else return;
+    const { minSamples, maxSamples, alpha } = this.#options;
+    if (canary.n < minSamples || stable.n < minSamples) {
+      setStage({ ...stage, canary, stable });
+      return;
+    }
+    const better = welchLower(canary, stable).pValue;
+    const worse = welchLower(stable, canary).pValue;
+    const evidence = `stage ${stage.percent}%: log loss canary ${canary.mean.toFixed(4)} (n=${canary.n}) vs stable ${stable.mean.toFixed(4)} (n=${stable.n})`;
+    if (better < alpha) {
+      const next = CANARY_STAGES[CANARY_STAGES.indexOf(stage.percent as (typeof CANARY_STAGES)[number]) + 1];
+      if (next === undefined || next === 100) {
+        emit({ type: 'ModelPromoted', model: outcome.model, version: stage.version, at, evidence: `${evidence}, p = ${better.toExponential(2)}` });
+        setStage(null);
+      } else {
+        emit({ type: 'CanaryStarted', model: outcome.model, version: stage.version, percent: next, at });
+        setStage({ version: stage.version, percent: next, startedAt: Date.parse(outcome.at), canary: EMPTY_SUMMARY, stable: EMPTY_SUMMARY });
+      }
+    } else if (worse < alpha || canary.n >= maxSamples) {
+      const reason = worse < alpha ? `worse on feedback: ${evidence}, p = ${worse.toExponential(2)}` : `no significant difference after ${canary.n} outcomes: ${evidence}`;
+      emit({ type: 'ModelRolledBack', model: outcome.model, version: stage.version, reason, at });
+      setStage(null);
+    } else {
+      setStage({ ...stage, canary, stable });
+    }
+  }
+}
+
+/**
+ * The retraining and canary controller. Its inputs are all keyed by model name and have one partition each
+ * (labels are re-keyed to the model through a one-partition repartition topic), so one task sees every event of a
+ * model in order.
+ */
+export function retrainingTopology(options: Partial<ControllerOptions> & { applicationId?: string } = {}): TopologyDraft {
+  const settings: ControllerOptions = { ...DEFAULT_CONTROLLER_OPTIONS, ...options };
+  const app = options.applicationId ?? 'retraining';
+  const json = Serdes.json<unknown>();
+  const labels = `${app}-labels-repartition`;
+  return new TopologyDraft(app)
+    .addInternalTopic({ name: labels, kind: 'repartition', partitions: 1 })
+    .addSource('feedback', { topics: [Topics.feedback], keySerde: Serdes.string(), valueSerde: json })
+    .addProcessor(
+      'labels-by-model',
+      () => ({
+        process(record: StreamRecord<string, unknown>, ctx: ProcessorContext<string, unknown>) {
+          ctx.forward({ ...record, key: FRAUD_MODEL });
+        },
+      }),
+      { parents: ['feedback'], operator: 'keyBy' },
+    )
+    .addSink('labels-sink', labels, { parents: ['labels-by-model'], keySerde: Serdes.string(), valueSerde: json, internal: true })
+    .addSource('labels', { topics: [labels], keySerde: Serdes.string(), valueSerde: json, internal: true })
+    .addSource('drift', { topics: [Topics.drift], keySerde: Serdes.string(), valueSerde: json })
+    .addSource('jobs', { topics: [Topics.trainingJobs], keySerde: Serdes.string(), valueSerde: json })
+    .addSource('outcomes', { topics: [Topics.outcomes], keySerde: Serdes.string(), valueSerde: json })
+    .addStore({ name: 'controller', kind: 'key-value', keySerde: Serdes.string(), valueSerde: Serdes.json<ControllerState>(), changelog: true })
+    .addProcessor('controller', () => new RetrainingController(settings), {
+      parents: ['labels', 'drift', 'jobs', 'outcomes'],
+      stores: ['controller'],
+      detail: { ...settings },
+    })
+    .addSink('to-training-jobs', Topics.trainingJobs, { parents: ['controller'], keySerde: Serdes.string(), valueSerde: json })
+    .addSink('to-model-registry', Topics.modelRegistry, { parents: ['controller'], keySerde: Serdes.string(), valueSerde: json });
+}
+
+export default function retraining({ options }: TopologyContext): Topology {
+  const numeric = (name: keyof ControllerOptions): Partial<ControllerOptions> =>
+    typeof options[name] === 'number' ? { [name]: options[name] } : {};
+  return retrainingTopology({
+    ...numeric('bootstrapLabels'),
+    ...numeric('minSamples'),
+    ...numeric('maxSamples'),
+    ...numeric('alpha'),
+    ...numeric('aucTolerance'),
+  }).build();
+}
