@@ -1,0 +1,52 @@
+import { JoinWindows } from '../../engine/operators/joins.js';
+import { avroSerde } from '../../engine/serde/avro-serde.js';
+import type { SchemaRegistry } from '../../engine/serde/registry.js';
+import { Serdes } from '../../engine/serde/serde.js';
+import type { TopologyContext } from '../../engine/runtime/modules.js';
+import { StreamsBuilder } from '../../engine/topology/builder.js';
+import { Topics, type Feedback, type Outcome, type Prediction } from './contract.js';
+
+/** How long after a transaction its label may arrive and still be joined to its prediction (event time). */
+export const LABEL_WINDOW_MS = 60 * 60 * 1000;
+
+/**
+ * Feedback joined to the predictions it judges: each label (keyed by transaction id, arriving minutes or hours
+ * later) meets its prediction within `LABEL_WINDOW_MS` of event time, and the outcome goes to `outcomes`, keyed by
+ * model, for live metrics and the canary decisions.
+ */
+export function outcomesTopology(options: { applicationId?: string; registry?: SchemaRegistry } = {}): StreamsBuilder {
+  const builder = new StreamsBuilder(options.applicationId ?? 'outcomes');
+  const predictions = builder.stream<string, Prediction>(Topics.predictions, {
+    name: 'predictions',
+    valueSerde: Serdes.json<Prediction>(),
+    timestampExtractor: (r) => Date.parse(r.value.at),
+  });
+  const feedback = builder.stream<string, Feedback>(Topics.feedback, {
+    name: 'feedback',
+    valueSerde: options.registry === undefined ? Serdes.json<Feedback>() : avroSerde<Feedback>(options.registry, `${Topics.feedback}-value`),
+    timestampExtractor: (r) => Date.parse(r.value.at),
+  });
+  predictions
+    .join(
+      'with-label',
+      feedback,
+      (prediction, label): Outcome => ({
+        transaction_id: prediction.transaction_id,
+        model: prediction.model,
+        version: prediction.version,
+        route: prediction.route,
+        probability: prediction.probability,
+        fraud: label.fraud,
+        at: prediction.at,
+      }),
+      JoinWindows.of(0, LABEL_WINDOW_MS, { graceMs: 10 * 60 * 1000 }),
+      { valueSerde: Serdes.json<Outcome>() },
+    )
+    .map('by-model', (r) => ({ key: r.value.model, value: r.value }), { keySerde: Serdes.string(), valueSerde: Serdes.json<Outcome>() })
+    .to(Topics.outcomes, { name: 'to-outcomes' });
+  return builder;
+}
+
+export default function outcomes({ registry }: TopologyContext): StreamsBuilder {
+  return outcomesTopology({ registry });
+}
