@@ -10,7 +10,9 @@ export default defineConfig({
     // Starts a single-node Kafka broker for the integration tests (or records why Kafka tests skip) and stops
     // it afterwards; see test/setup/kafka.global.ts. globalSetup itself has no timeout in vitest 3.
     // test/setup/registry.global.ts does the same for a Confluent-compatible schema registry (Apicurio Registry).
-    globalSetup: ['test/setup/kafka.global.ts', 'test/setup/registry.global.ts'],
+    // test/setup/trainer.global.ts makes the Python trainer's virtual environment (training/setup) for the tests
+    // that train models, or records why they skip.
+    globalSetup: ['test/setup/kafka.global.ts', 'test/setup/registry.global.ts', 'test/setup/trainer.global.ts'],
     // Teardown (a graceful broker shutdown) runs inside this budget; vitest's default is 10 s.
     teardownTimeout: 60_000,
   },

@@ -39,6 +39,9 @@ export const ConfigSchema = z.object({
     bodyLimitBytes: z.number().int().min(1024).max(256 * 1024 * 1024).default(1024 * 1024).describe('Largest request body accepted.'),
     maxRecordsPerRequest: z.number().int().min(1).max(1_000_000).default(10_000).describe('Most records in one produce request.'),
   }).strict().default({ host: '127.0.0.1', port: 8080, bodyLimitBytes: 1024 * 1024, maxRecordsPerRequest: 10_000 }),
+  inference: z.object({
+    workers: z.number().int().min(1).max(64).default(1).describe('Worker threads running model inference, off the event loop.'),
+  }).strict().default({ workers: 1 }),
   kafka: z.object({
     sessionTimeoutMs: z.number().int().min(1_000).max(3_600_000).optional().describe('A member silent for this long leaves the group and its tasks move (default 30 s).'),
     heartbeatIntervalMs: z.number().int().min(100).optional().describe('About a third of sessionTimeoutMs, or less.'),

@@ -37,6 +37,13 @@ export const ErrorCodes = {
   MILLRACE_STORE_UNKNOWN: { status: 500, title: 'Unknown state store', retriable: false },
   MILLRACE_TASK_FAILED: { status: 500, title: 'Task failed', retriable: false },
   MILLRACE_LATE_RECORD: { status: 422, title: 'Record arrived after its window closed', retriable: false },
+  // models and inference
+  MILLRACE_MODEL_INTEGRITY: { status: 500, title: 'Model file does not match its SHA-256', retriable: false },
+  MILLRACE_MODEL_INVALID: { status: 500, title: 'Model file cannot be served', retriable: false },
+  MILLRACE_MODEL_UNAVAILABLE: { status: 503, title: 'No model is loaded for this route', retriable: true },
+  MILLRACE_INFERENCE_OVERLOADED: { status: 503, title: 'Inference queue is full', retriable: true },
+  MILLRACE_INFERENCE_FAILED: { status: 500, title: 'Inference failed', retriable: false },
+  MILLRACE_TRAINING_FAILED: { status: 500, title: 'Training job failed', retriable: false },
   // the HTTP edge
   MILLRACE_HTTP_BAD_REQUEST: { status: 400, title: 'Bad request', retriable: false },
   MILLRACE_HTTP_MALFORMED_JSON: { status: 400, title: 'Malformed JSON', retriable: false },

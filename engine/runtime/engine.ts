@@ -16,6 +16,7 @@ import { LevelBackend } from '../state/backend.js';
 import type { TopologyDescription } from '../topology/topology.js';
 import { logSetup, type LogSetup } from './log-factory.js';
 import { loadTopology } from './modules.js';
+import { DefaultEngineServices } from './services.js';
 import { TopologyRunner } from './runner.js';
 import type { EngineApi, EngineStatus } from './status.js';
 
@@ -56,6 +57,7 @@ export class Engine implements EngineApi {
   #http: FastifyInstance | undefined;
   #url: string | undefined;
   #state: EngineStatus['state'] = 'starting';
+  #services: DefaultEngineServices | undefined;
 
   private constructor(loaded: LoadedConfig, logger: Logger, setup: LogSetup) {
     this.config = loaded.config;
@@ -96,7 +98,14 @@ export class Engine implements EngineApi {
       if (topic.schema !== undefined) await registerSchemaFolder(this.registry, valueSubject(topic.name), config.schemasDir, topic.schema);
     }
     const topologies = [];
-    for (const ref of config.topologies) topologies.push(await loadTopology(ref, loaded.baseDir, this.registry));
+    this.#services = new DefaultEngineServices({
+      log: this.log,
+      registry: this.registry,
+      dataDir: config.dataDir,
+      logger: this.#logger,
+      inferenceWorkers: config.inference.workers,
+    });
+    for (const ref of config.topologies) topologies.push(await loadTopology(ref, loaded.baseDir, this.#services));
     for (const topology of topologies) {
       const runner = new TopologyRunner({
         log: this.log,
@@ -157,6 +166,7 @@ export class Engine implements EngineApi {
     await this.#http?.close();
     this.#logger.info('stopping: topologies');
     for (const runner of [...this.#runners].reverse()) await runner.stop();
+    await this.#services?.close();
     this.#logger.info('stopping: log');
     await this.#setup.close();
     this.#logger.info('stopped');

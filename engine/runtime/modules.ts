@@ -3,6 +3,7 @@ import { pathToFileURL } from 'node:url';
 import type { TopologyRef } from '../config.js';
 import { MillraceError, errorMessage } from '../errors.js';
 import type { SchemaRegistry } from '../serde/registry.js';
+import type { EngineServices } from './services.js';
 import { StreamsBuilder } from '../topology/builder.js';
 import { Topology } from '../topology/topology.js';
 
@@ -11,6 +12,8 @@ export interface TopologyContext {
   readonly options: Readonly<Record<string, unknown>>;
   /** The engine's schema registry, for Avro serdes (`avroSerde(registry, 'transactions-value')`). */
   readonly registry: SchemaRegistry;
+  /** The log, inference runtime and data directory, for topologies that need them (the ML pipeline). */
+  readonly services: EngineServices;
 }
 
 /** A topology module exports (as `default` or `topology`) a Topology, a StreamsBuilder, or a function returning one. */
@@ -31,7 +34,7 @@ export function resolveTopologyModule(module: string, baseDir: string): string {
   return new URL(`${module}.js`, BUILT_IN_ROOT).href;
 }
 
-export async function loadTopology(ref: TopologyRef, baseDir: string, registry: SchemaRegistry): Promise<Topology> {
+export async function loadTopology(ref: TopologyRef, baseDir: string, services: EngineServices): Promise<Topology> {
   const { module, options } = typeof ref === 'string' ? { module: ref, options: {} } : ref;
   const url = resolveTopologyModule(module, baseDir);
   let loaded: Record<string, unknown>;
@@ -41,7 +44,7 @@ export async function loadTopology(ref: TopologyRef, baseDir: string, registry: 
     throw new MillraceError('MILLRACE_TOPOLOGY_MODULE', `cannot load topology module ${module} (${url}): ${errorMessage(err)}`, { cause: err });
   }
   let value = (loaded['default'] ?? loaded['topology']) as TopologyModuleExport | undefined;
-  if (typeof value === 'function') value = await value({ options, registry });
+  if (typeof value === 'function') value = await value({ options, registry: services.registry, services });
   if (value instanceof StreamsBuilder) value = value.build();
   if (!(value instanceof Topology)) {
     throw new MillraceError(
