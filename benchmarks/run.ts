@@ -5,6 +5,7 @@
  *   npm run bench                 # 3 rounds, median reported
  *   npm run bench -- --quick      # 1 round, smaller input
  *   npm run bench -- --kafka      # also on Apache Kafka (MILLRACE_KAFKA_BROKERS, or a broker test/infra/kafka starts)
+ *   npm run bench -- --only=inference   # one group of scenarios: embedded, inference or kafka
  *
  * The last line of each scenario is machine-readable: `BENCH name=… value=… baseline=… ratio=…`.
  */
@@ -23,6 +24,7 @@ import { Serdes } from '../engine/serde/serde.js';
 import { LevelBackend } from '../engine/state/backend.js';
 import { StreamsBuilder } from '../engine/topology/builder.js';
 import type { Topology } from '../engine/topology/topology.js';
+import { inferenceRound, MICRO_BATCH, MODEL, WORKERS, type InferenceFigures } from './inference.js';
 import { kafkaRound, type KafkaFigures } from './kafka.js';
 
 const quick = process.argv.includes('--quick');
@@ -31,6 +33,10 @@ const EVENTS = quick ? 100_000 : 300_000;
 const PARTITIONS = 4;
 const KEYS = 10_000;
 const APPEND_BATCH = 1_000;
+const GROUPS = ['embedded', 'inference', 'kafka'] as const;
+const only = process.argv.find((arg) => arg.startsWith('--only='))?.slice('--only='.length);
+if (only !== undefined && !(GROUPS as readonly string[]).includes(only)) throw new Error(`--only=${only}: expected one of ${GROUPS.join(', ')}`);
+const runs = (group: (typeof GROUPS)[number]): boolean => only === undefined || only === group;
 
 function median(values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
@@ -143,6 +149,12 @@ function report(name: string, values: number[], baselines: number[]): void {
 
 async function main(): Promise<void> {
   console.log(`Millrace benchmarks: ${EVENTS.toLocaleString('en')} events, ${PARTITIONS} partitions, ${KEYS.toLocaleString('en')} keys, ${ROUNDS} round(s), Node ${process.version}`);
+  if (runs('embedded')) await embedded();
+  if (runs('inference')) await inference();
+  if (runs('kafka')) await kafka();
+}
+
+async function embedded(): Promise<void> {
   const baseline: number[] = [];
   const stateless: number[] = [];
   const keyedCount: number[] = [];
@@ -154,7 +166,25 @@ async function main(): Promise<void> {
   }
   report('embedded.produce-stateless-sink', stateless, baseline);
   report('embedded.keyed-count', keyedCount, baseline);
-  await kafka();
+}
+
+/**
+ * Inference through the scoring topology: rows/s micro-batched as a ratio to one row per call, and the event loop's
+ * p99 delay while the micro-batched topology runs, as a ratio to the same engine idle (higher is worse).
+ */
+async function inference(): Promise<void> {
+  const options = { rows: quick ? 30_000 : 100_000, partitions: PARTITIONS, keys: KEYS, idleMs: quick ? 1_000 : 3_000 };
+  console.log(`Inference (${MODEL}, ${WORKERS} worker thread(s)): ${options.rows.toLocaleString('en')} feature vectors per run, maxBatch ${MICRO_BATCH} vs 1`);
+  const rounds: InferenceFigures[] = [];
+  for (let round = 0; round < ROUNDS; round++) rounds.push(await inferenceRound(options));
+  const rounded = (values: number[]): string => values.map((v) => Math.round(v)).join(', ');
+  const rawBatched = rounds.map((r) => r.rawBatchedRowsPerS);
+  const rawSingle = rounds.map((r) => r.rawSingleRowsPerS);
+  console.log(`inference.raw-predict: ${Math.round(median(rawBatched)).toLocaleString('en')} rows/s in ${MICRO_BATCH}-row calls (rounds: ${rounded(rawBatched)}), ${Math.round(median(rawSingle)).toLocaleString('en')} rows/s in 1-row calls (rounds: ${rounded(rawSingle)})`);
+  reportAgainst('inference-microbatch', rounds.map((r) => r.batchedRowsPerS), rounds.map((r) => r.singleRowsPerS), 'one row per call (maxBatch 1)', ROWS_PER_S);
+  const singleP99 = rounds.map((r) => r.singleP99Ms);
+  console.log(`inference.event-loop-p99 with one row per call: ${median(singleP99).toFixed(2)} ms (rounds: ${singleP99.map((v) => v.toFixed(2)).join(', ')})`);
+  reportAgainst('inference-event-loop-p99', rounds.map((r) => r.batchedP99Ms), rounds.map((r) => r.idleP99Ms), 'the engine idle (runner started, model loaded, no input)', MS);
 }
 
 /** The Kafka scenarios: each engine figure as a ratio to a raw kafkajs consume→produce loop on the same broker. */
@@ -184,13 +214,22 @@ async function kafka(): Promise<void> {
   }
 }
 
-function reportAgainst(name: string, values: number[], baselines: number[], baselineName: string): void {
+interface Unit {
+  readonly label: string;
+  readonly digits: number;
+}
+const EVENTS_PER_S: Unit = { label: 'events/s', digits: 0 };
+const ROWS_PER_S: Unit = { label: 'rows/s', digits: 0 };
+const MS: Unit = { label: 'ms', digits: 2 };
+
+function reportAgainst(name: string, values: number[], baselines: number[], baselineName: string, unit: Unit = EVENTS_PER_S): void {
   const value = median(values);
   const baseline = median(baselines);
   const ratio = value / baseline;
-  console.log(`${name}: ${Math.round(value).toLocaleString('en')} events/s (rounds: ${values.map((v) => Math.round(v)).join(', ')})`);
-  console.log(`  vs ${baselineName} ${Math.round(baseline).toLocaleString('en')} events/s: ratio ${ratio.toFixed(3)}`);
-  console.log(`BENCH name=${name} value=${value.toFixed(0)} baseline=${baseline.toFixed(0)} ratio=${ratio.toFixed(4)}`);
+  const show = (v: number): string => (unit.digits === 0 ? Math.round(v).toLocaleString('en') : v.toFixed(unit.digits));
+  console.log(`${name}: ${show(value)} ${unit.label} (rounds: ${values.map(show).join(', ')})`);
+  console.log(`  vs ${baselineName} ${show(baseline)} ${unit.label}: ratio ${ratio.toFixed(3)}`);
+  console.log(`BENCH name=${name} value=${value.toFixed(unit.digits)} baseline=${baseline.toFixed(unit.digits)} ratio=${ratio.toFixed(4)}`);
 }
 
 main().catch((err: unknown) => {

@@ -42,6 +42,11 @@ export const ConfigSchema = z.object({
   inference: z.object({
     workers: z.number().int().min(1).max(64).default(1).describe('Worker threads running model inference, off the event loop.'),
   }).strict().default({ workers: 1 }),
+  training: z.object({
+    runner: z.enum(['local-process']).default('local-process').describe('Where training jobs run: a child process on this machine (a Kubernetes runner is available from the API).'),
+    python: z.string().min(1).optional().describe('The trainer\'s Python (default: MILLRACE_TRAINER_PYTHON, else the environment training/setup makes, else python3).'),
+    timeoutMs: z.number().int().min(1_000).max(24 * 3_600_000).default(30 * 60_000).describe('A training job running longer is killed.'),
+  }).strict().default({ runner: 'local-process', timeoutMs: 30 * 60_000 }),
   kafka: z.object({
     sessionTimeoutMs: z.number().int().min(1_000).max(3_600_000).optional().describe('A member silent for this long leaves the group and its tasks move (default 30 s).'),
     heartbeatIntervalMs: z.number().int().min(100).optional().describe('About a third of sessionTimeoutMs, or less.'),
@@ -103,9 +108,12 @@ export interface ConfigOverrides {
   readonly schemaRegistry?: string;
 }
 
-/** Reads a JSON config file (or none), applies command-line overrides, validates once, freezes. */
-export async function loadConfig(file: string | undefined, overrides: ConfigOverrides = {}): Promise<LoadedConfig> {
-  let raw: Record<string, unknown> = {};
+/**
+ * Reads a JSON config file (or, without one, `fallback`: nothing by default), applies command-line overrides,
+ * validates once, freezes.
+ */
+export async function loadConfig(file: string | undefined, overrides: ConfigOverrides = {}, fallback: Record<string, unknown> = {}): Promise<LoadedConfig> {
+  let raw: Record<string, unknown> = { ...fallback };
   let baseDir = process.cwd();
   if (file !== undefined) {
     const path = resolve(file);

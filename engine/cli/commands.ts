@@ -1,3 +1,4 @@
+import { demoCommand } from './commands/demo.js';
 import { produceCommand } from './commands/produce.js';
 import { statusCommand } from './commands/status.js';
 import { tailCommand } from './commands/tail.js';
@@ -6,7 +7,7 @@ import type { Command } from './commands/shared.js';
 
 export type { CliIo, Command } from './commands/shared.js';
 export { USAGE_EXIT_CODE } from './commands/shared.js';
-export { produceCommand, statusCommand, tailCommand, topicsCommand };
+export { demoCommand, produceCommand, statusCommand, tailCommand, topicsCommand };
 export { formatRecord } from './commands/tail.js';
 
 /** The data commands, which talk to a running engine over HTTP. `up` starts one, and lives apart. */
@@ -15,4 +16,5 @@ export const commands: Readonly<Record<string, Command>> = Object.freeze({
   produce: produceCommand,
   tail: tailCommand,
   status: statusCommand,
+  demo: demoCommand,
 });

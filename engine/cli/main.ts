@@ -11,6 +11,7 @@ Commands:
   produce <topic>         send JSON lines from stdin or --file to a topic
   tail <topic>            print a topic's records as JSON lines (--from-beginning, --follow, …)
   status                  show applications, tasks and lag
+  demo generate           send the demo's card-transaction traffic, with labels and an optional drift
 
 Every command takes --help, and --url URL to name the engine (default: $MILLRACE_URL, else http://127.0.0.1:8080).
 `;
@@ -39,7 +40,7 @@ export async function main(argv: string[], io?: CliIo): Promise<number> {
       if (err.code === 'EPIPE') process.exit(0);
       throw err;
     });
-    if (command === 'tail') {
+    if (command === 'tail' || command === 'demo') {
       // The first Ctrl-C stops following cleanly; a second one kills as usual.
       const controller = new AbortController();
       const onInterrupt = (): void => controller.abort();

@@ -3,15 +3,24 @@ import { loadConfig } from '../config.js';
 import { MillraceError } from '../errors.js';
 import { createLogger } from '../logger.js';
 import { Engine } from '../runtime/engine.js';
+import { pipelineConfig } from '../../topologies/pipeline/config.js';
+import { MillraceClient } from './client.js';
+import { DEFAULT_DEMO_SETTINGS, generateTraffic, type DemoGenerateSettings } from './commands/demo.js';
+
+/** `up --demo`: twenty minutes of traffic (ten hours of event time) that drifts after eight. */
+const DEMO_DRIFT_AFTER_MS = 8 * 60_000;
+const DEMO_SETTINGS: DemoGenerateSettings = { ...DEFAULT_DEMO_SETTINGS, durationMs: 20 * 60_000, driftAt: { afterMs: DEMO_DRIFT_AFTER_MS } };
 import { USAGE_EXIT_CODE } from './commands/shared.js';
 import type { CliIo } from './io.js';
 
 const USAGE = `Usage: millrace up [--config FILE] [--data-dir DIR] [--host H] [--port N] [--brokers HOST:PORT,…] [--schema-registry URL]
 
-Runs the engine: the log (embedded, or Apache Kafka with --brokers), the topologies named in the config file, and
-the HTTP API. Stops cleanly (every task commits) on SIGTERM or SIGINT.
+Runs the engine: the log (embedded, or Apache Kafka with --brokers), the topologies named in the config file (without
+one: the ML pipeline — ingest, features, scoring, outcomes, drift, model registry, retraining, training), and the HTTP
+API. Stops cleanly (every task commits) on SIGTERM or SIGINT.
 
   --config FILE          JSON config (topics to create, topologies to run, settings)
+  --demo                 also send the demo traffic (millrace demo generate, with its defaults) to this engine
   --data-dir DIR         where the embedded log and local state live (default .millrace)
   --host H               interface to listen on (default 127.0.0.1)
   --port N               port to listen on (default 8080; 0 picks a free one)
@@ -30,6 +39,7 @@ export async function runUp(argv: string[], io: CliIo): Promise<number> {
         port: { type: 'string' },
         brokers: { type: 'string' },
         'schema-registry': { type: 'string' },
+        demo: { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
       },
       strict: true,
@@ -57,12 +67,19 @@ export async function runUp(argv: string[], io: CliIo): Promise<number> {
     ...(port === undefined ? {} : { port }),
     ...(brokers === undefined || brokers === '' ? {} : { brokers: brokers.split(',').map((b) => b.trim()).filter((b) => b !== '') }),
     ...(schemaRegistry === undefined || schemaRegistry === '' ? {} : { schemaRegistry }),
-  });
+  }, values.config === undefined ? pipelineConfig() : {});
   const logger = createLogger(loaded.config.logLevel);
   const engine = await Engine.start(loaded, { logger });
   const topologies = engine.runners.map((r) => r.applicationId);
   const where = loaded.config.brokers === undefined ? `embedded log in ${loaded.config.dataDir}` : `Kafka at ${loaded.config.brokers.join(',')}`;
   io.stdout.write(`Millrace ${topologies.length > 0 ? `is running ${topologies.join(', ')}` : 'is up'} at ${engine.url} (${where})\n`);
+  const demo = new AbortController();
+  if (values.demo === true) {
+    io.stdout.write(`demo traffic: ${DEMO_SETTINGS.ratePerSecond}/s for ${DEMO_SETTINGS.durationMs / 60_000} min, drift after ${DEMO_DRIFT_AFTER_MS / 60_000} min\n`);
+    generateTraffic(new MillraceClient(engine.url!), DEMO_SETTINGS, { ...io, signal: demo.signal }).catch((err: unknown) => {
+      if (!demo.signal.aborted) logger.error({ err }, 'demo traffic stopped');
+    });
+  }
   return new Promise<number>((resolve) => {
     const exit = (code: number): void => {
       resolve(code);
@@ -75,6 +92,7 @@ export async function runUp(argv: string[], io: CliIo): Promise<number> {
         process.exit(130);
       }
       stopping = true;
+      demo.abort();
       io.stderr.write(`${signal}: stopping (committing every task)…\n`);
       // Once the engine has stopped, every task has committed and every store is closed: the process ends
       // then, even if a client library keeps a socket open after its own close.

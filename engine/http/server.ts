@@ -320,6 +320,17 @@ export async function buildHttpServer(engine: EngineApi, options: HttpServerOpti
 
   app.get('/openapi.json', async () => openApiDocument);
 
+  // ------------------------------------------------------------------ models
+
+  app.get('/models', async () => ({ models: engine.models === undefined ? [] : await engine.models.list() }));
+
+  // `:name::predict` is the parameter `name` followed by the literal `:predict`.
+  app.post('/v1/models/:name::predict', async (request) => {
+    const { name } = request.params as { name: string };
+    if (engine.models === undefined) throw new MillraceError('MILLRACE_HTTP_NOT_FOUND', `no model named ${JSON.stringify(name)} is registered`);
+    return engine.models.predict(name, request.body);
+  });
+
   await app.ready();
   return app;
 }

@@ -17,6 +17,7 @@ import type { TopologyDescription } from '../topology/topology.js';
 import { logSetup, type LogSetup } from './log-factory.js';
 import { loadTopology } from './modules.js';
 import { DefaultEngineServices } from './services.js';
+import { ModelService } from '../ml/model-service.js';
 import { TopologyRunner } from './runner.js';
 import type { EngineApi, EngineStatus } from './status.js';
 
@@ -58,6 +59,11 @@ export class Engine implements EngineApi {
   #url: string | undefined;
   #state: EngineStatus['state'] = 'starting';
   #services: DefaultEngineServices | undefined;
+  #models: ModelService | undefined;
+
+  get models(): ModelService | undefined {
+    return this.#models;
+  }
 
   private constructor(loaded: LoadedConfig, logger: Logger, setup: LogSetup) {
     this.config = loaded.config;
@@ -104,7 +110,10 @@ export class Engine implements EngineApi {
       dataDir: config.dataDir,
       logger: this.#logger,
       inferenceWorkers: config.inference.workers,
+      training: config.training,
     });
+    const services = this.#services;
+    this.#models = new ModelService({ log: this.log, runtime: () => services.modelRuntime() });
     for (const ref of config.topologies) topologies.push(await loadTopology(ref, loaded.baseDir, this.#services));
     for (const topology of topologies) {
       const runner = new TopologyRunner({

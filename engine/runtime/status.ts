@@ -1,3 +1,4 @@
+import type { ModelService } from '../ml/model-service.js';
 import type { Log } from '../log/log.js';
 import type { Metrics } from '../metrics/metrics.js';
 import type { SchemaRegistry } from '../serde/registry.js';
@@ -54,4 +55,6 @@ export interface EngineApi {
   readonly schemasDir: string;
   topologies(): TopologyDescription[];
   status(): Promise<EngineStatus>;
+  /** The model registry's read side and online prediction (absent: `GET /models` lists none). */
+  readonly models?: ModelService;
 }

@@ -52,10 +52,14 @@ export interface StartOptions {
   readonly schemaRegistry?: string;
 }
 
+/** An engine with no topics and no topologies (and the repository's schemas/). */
+export const EMPTY_CONFIG = join(REPO_ROOT, 'test', 'fixtures', 'engine', 'empty.config.json');
+
 export async function startEngine(options: StartOptions): Promise<EngineProcess> {
   requireBuild();
   const args = [CLI, 'up', '--data-dir', options.dataDir, '--port', String(options.port)];
-  if (options.config !== undefined) args.push('--config', options.config);
+  // Without --config, `up` runs the ML pipeline; tests that want a bare engine get an empty config.
+  args.push('--config', options.config ?? EMPTY_CONFIG);
   if (options.brokers !== undefined) args.push('--brokers', options.brokers);
   if (options.schemaRegistry !== undefined) args.push('--schema-registry', options.schemaRegistry);
   const child = spawn(process.execPath, args, {

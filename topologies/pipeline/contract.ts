@@ -168,7 +168,15 @@ export interface Reproducibility {
 }
 
 export type TrainingJobEvent =
-  | { readonly type: 'RetrainRequested'; readonly job_id: string; readonly model: string; readonly reason: string; readonly at: string }
+  | {
+      readonly type: 'RetrainRequested';
+      readonly job_id: string;
+      readonly model: string;
+      readonly reason: string;
+      readonly at: string;
+      /** Train on transactions from this moment of event time on (for drift: the drifted window's start); absent: all. */
+      readonly since?: string;
+    }
   | { readonly type: 'TrainingStarted'; readonly job_id: string; readonly model: string; readonly runner: string; readonly at: string }
   | {
       readonly type: 'ModelTrained';

@@ -1,6 +1,8 @@
 import { dirname, join } from 'node:path';
 import { EMPTY_SUMMARY, addSample, logLoss, welchLower, type Summary } from '../../engine/ml/significance.js';
-import { Serdes } from '../../engine/serde/serde.js';
+import { avroSerde } from '../../engine/serde/avro-serde.js';
+import type { SchemaRegistry } from '../../engine/serde/registry.js';
+import { Serdes, type Serde } from '../../engine/serde/serde.js';
 import type { TopologyContext } from '../../engine/runtime/modules.js';
 import { TopologyDraft, type Topology } from '../../engine/topology/topology.js';
 import type { Processor, ProcessorContext } from '../../engine/topology/processor.js';
@@ -88,17 +90,17 @@ export class RetrainingController implements Processor<string, Input, string, Tr
       state = { ...state, registry: applyRegistryEvent(state.registry, event) };
       ctx.forward({ key: model, value: event, timestamp: record.timestamp, headers: {} }, 'to-model-registry');
     };
-    const requestTraining = (reason: string): void => {
+    const requestTraining = (reason: string, since?: string): void => {
       const jobId = `${model}-${state.jobs + 1}`;
       state = { ...state, jobs: state.jobs + 1, activeJob: jobId };
-      emitJob({ type: 'RetrainRequested', job_id: jobId, model, reason, at });
+      emitJob({ type: 'RetrainRequested', job_id: jobId, model, reason, at, ...(since === undefined ? {} : { since }) });
     };
 
     if (topic === Topics.drift) {
       const drift = record.value as DriftDetected;
       if (state.activeJob === null && state.stage === null && state.registry.stable === drift.version && state.retrainedFor !== drift.version) {
         state = { ...state, retrainedFor: drift.version };
-        requestTraining(`drift in ${drift.drifted_features.join(', ')}`);
+        requestTraining(`drift in ${drift.drifted_features.join(', ')}`, drift.window_start);
       }
     } else if (topic === Topics.trainingJobs) {
       const job = record.value as TrainingJobEvent;
@@ -195,14 +197,25 @@ export class RetrainingController implements Processor<string, Input, string, Tr
  * (labels are re-keyed to the model through a one-partition repartition topic), so one task sees every event of a
  * model in order.
  */
-export function retrainingTopology(options: Partial<ControllerOptions> & { applicationId?: string } = {}): TopologyDraft {
-  const settings: ControllerOptions = { ...DEFAULT_CONTROLLER_OPTIONS, ...options };
+export function retrainingTopology(options: Partial<ControllerOptions> & { applicationId?: string; registry?: SchemaRegistry } = {}): TopologyDraft {
+  const settings: ControllerOptions = {
+    bootstrapLabels: options.bootstrapLabels ?? DEFAULT_CONTROLLER_OPTIONS.bootstrapLabels,
+    minSamples: options.minSamples ?? DEFAULT_CONTROLLER_OPTIONS.minSamples,
+    maxSamples: options.maxSamples ?? DEFAULT_CONTROLLER_OPTIONS.maxSamples,
+    alpha: options.alpha ?? DEFAULT_CONTROLLER_OPTIONS.alpha,
+    aucTolerance: options.aucTolerance ?? DEFAULT_CONTROLLER_OPTIONS.aucTolerance,
+  };
   const app = options.applicationId ?? 'retraining';
   const json = Serdes.json<unknown>();
   const labels = `${app}-labels-repartition`;
   return new TopologyDraft(app)
     .addInternalTopic({ name: labels, kind: 'repartition', partitions: 1 })
-    .addSource('feedback', { topics: [Topics.feedback], keySerde: Serdes.string(), valueSerde: json })
+    .addSource('feedback', {
+      topics: [Topics.feedback],
+      keySerde: Serdes.string(),
+      // Labels are Avro on `feedback` (ingest writes them); tests may write them as JSON without a registry.
+      valueSerde: options.registry === undefined ? json : (avroSerde<Feedback>(options.registry, `${Topics.feedback}-value`) as Serde<unknown>),
+    })
     .addProcessor(
       'labels-by-model',
       () => ({
@@ -227,10 +240,11 @@ export function retrainingTopology(options: Partial<ControllerOptions> & { appli
     .addSink('to-model-registry', Topics.modelRegistry, { parents: ['controller'], keySerde: Serdes.string(), valueSerde: json });
 }
 
-export default function retraining({ options }: TopologyContext): Topology {
+export default function retraining({ options, registry }: TopologyContext): Topology {
   const numeric = (name: keyof ControllerOptions): Partial<ControllerOptions> =>
     typeof options[name] === 'number' ? { [name]: options[name] } : {};
   return retrainingTopology({
+    registry,
     ...numeric('bootstrapLabels'),
     ...numeric('minSamples'),
     ...numeric('maxSamples'),

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
 import { offset, type Log, type LogRecord } from '../../engine/log/log.js';
 import { avroSerde, frameSchemaId } from '../../engine/serde/avro-serde.js';
@@ -16,6 +17,17 @@ export interface TrainingSetOptions {
   readonly toEventTimeMs?: number;
   /** Where to write the CSV: `transaction_id,at,<features…>,label`. */
   readonly outPath: string;
+  /**
+   * Rows set aside for evaluation, by a hash of the transaction id (so the same rows whatever the order or the run):
+   * `percent` of them go to `path` instead of `outPath`, and come back in `TrainingSet.holdout`.
+   */
+  readonly holdout?: { readonly path: string; readonly percent: number };
+}
+
+export interface LabelledRows {
+  /** FEATURE_NAMES order. */
+  readonly rows: ReadonlyArray<readonly number[]>;
+  readonly labels: readonly boolean[];
 }
 
 export interface TrainingSet {
@@ -26,6 +38,13 @@ export interface TrainingSet {
   readonly offsets: Reproducibility['offsets'];
   /** The feature vectors of every transaction read, labelled or not (for tests and evaluation). */
   readonly vectors: readonly FeatureVector[];
+  /** The rows set aside (empty without `holdout`). */
+  readonly holdout: LabelledRows & { readonly positives: number };
+}
+
+/** Which hundredth of the transactions an id falls in: a stable split, independent of order and run. */
+export function hundredthOf(transactionId: string): number {
+  return createHash('sha256').update(transactionId).digest().readUInt32BE(0) % 100;
 }
 
 async function readRange(log: Log, topic: string): Promise<{ records: LogRecord[]; ranges: Array<{ partition: number; from: number; to: number }> }> {
@@ -84,7 +103,10 @@ export async function exportTrainingSet(options: TrainingSetOptions): Promise<Tr
     for (const v of driver.createOutputTopic<string, FeatureVector>(Topics.features).readValuesToList()) if (v !== null) vectors.push(v);
     driver.close();
   }
-  const lines = [['transaction_id', 'at', ...FEATURE_NAMES, 'label'].join(',')];
+  const header = ['transaction_id', 'at', ...FEATURE_NAMES, 'label'].join(',');
+  const lines = [header];
+  const heldLines = [header];
+  const held = { rows: [] as number[][], labels: [] as boolean[], positives: 0 };
   let positives = 0;
   for (const v of vectors) {
     const label = labels.get(v.transaction_id);
@@ -92,16 +114,27 @@ export async function exportTrainingSet(options: TrainingSetOptions): Promise<Tr
     const at = Date.parse(v.at);
     if (options.fromEventTimeMs !== undefined && at < options.fromEventTimeMs) continue;
     if (options.toEventTimeMs !== undefined && at >= options.toEventTimeMs) continue;
-    if (label) positives++;
-    lines.push([csv(v.transaction_id), v.at, ...FEATURE_NAMES.map((f) => String(v.features[f])), label ? '1' : '0'].join(','));
+    const values = FEATURE_NAMES.map((f) => v.features[f]);
+    const line = [csv(v.transaction_id), v.at, ...values.map(String), label ? '1' : '0'].join(',');
+    if (options.holdout !== undefined && hundredthOf(v.transaction_id) < options.holdout.percent) {
+      heldLines.push(line);
+      held.rows.push(values);
+      held.labels.push(label);
+      if (label) held.positives++;
+    } else {
+      lines.push(line);
+      if (label) positives++;
+    }
   }
   await writeFile(options.outPath, `${lines.join('\n')}\n`);
+  if (options.holdout !== undefined) await writeFile(options.holdout.path, `${heldLines.join('\n')}\n`);
   return {
     path: options.outPath,
     rows: lines.length - 1,
     positives,
     offsets: { [Topics.transactions]: transactions.ranges, [Topics.feedback]: feedback.ranges },
     vectors,
+    holdout: held,
   };
 }
 
