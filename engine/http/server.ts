@@ -324,8 +324,8 @@ export async function buildHttpServer(engine: EngineApi, options: HttpServerOpti
 
   app.get('/models', async () => ({ models: engine.models === undefined ? [] : await engine.models.list() }));
 
-  // `:name::predict` is the parameter `name` followed by the literal `:predict`.
-  app.post('/v1/models/:name::predict', async (request) => {
+  // The parameter `name` (no colon or slash) followed by the literal `:predict` (`::` escapes the colon).
+  app.post('/v1/models/:name(^[^:/]+)::predict', async (request) => {
     const { name } = request.params as { name: string };
     if (engine.models === undefined) throw new MillraceError('MILLRACE_HTTP_NOT_FOUND', `no model named ${JSON.stringify(name)} is registered`);
     return engine.models.predict(name, request.body);

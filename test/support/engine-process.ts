@@ -52,6 +52,11 @@ export interface StartOptions {
   readonly schemaRegistry?: string;
 }
 
+function withoutEngineDefaults(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  const { MILLRACE_BROKERS: _brokers, MILLRACE_SCHEMA_REGISTRY: _registry, ...rest } = env;
+  return rest;
+}
+
 /** An engine with no topics and no topologies (and the repository's schemas/). */
 export const EMPTY_CONFIG = join(REPO_ROOT, 'test', 'fixtures', 'engine', 'empty.config.json');
 
@@ -65,7 +70,9 @@ export async function startEngine(options: StartOptions): Promise<EngineProcess>
   const child = spawn(process.execPath, args, {
     cwd: REPO_ROOT,
     stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, ...options.env },
+    // The engine reads MILLRACE_BROKERS and MILLRACE_SCHEMA_REGISTRY as defaults of its flags; the tests use them to
+    // switch servers off. Only what the options say reaches the engine.
+    env: { ...withoutEngineDefaults(process.env), ...options.env },
   });
   let stdout = '';
   let stderr = '';

@@ -56,10 +56,12 @@ export interface DemoSummary extends DemoProgress {
 export const DEFAULT_TIME_SCALE = 30;
 export const DEFAULT_DEMO_USERS = 2_000;
 
-/** Produces generated events in order, in requests of at most `maxBatch` per topic. */
-export async function sendEvents(client: MillraceClient, events: readonly GeneratedEvent[], options: { maxBatch?: number; signal?: AbortSignal } = {}): Promise<void> {
+/** Produces generated events in order, in requests of at most `maxBatch` per topic; returns how many were sent. */
+export async function sendEvents(client: MillraceClient, events: readonly GeneratedEvent[], options: { maxBatch?: number; signal?: AbortSignal } = {}): Promise<number> {
   const maxBatch = options.maxBatch ?? 2_000;
+  let sent = 0;
   for (let from = 0; from < events.length; from += maxBatch) {
+    if (options.signal?.aborted) return sent;
     const chunk = events.slice(from, from + maxBatch);
     const byTopic = new Map<string, ProduceRecord[]>();
     for (const event of chunk) {
@@ -72,7 +74,9 @@ export async function sendEvents(client: MillraceClient, events: readonly Genera
       const records = byTopic.get(topic);
       if (records !== undefined) await client.produce(topic, records, options.signal);
     }
+    sent += chunk.length;
   }
+  return sent;
 }
 
 export async function runDemoTraffic(options: DemoTrafficOptions): Promise<DemoSummary> {
@@ -84,9 +88,11 @@ export async function runDemoTraffic(options: DemoTrafficOptions): Promise<DemoS
     throw new RangeError('runDemoTraffic: timeScale, ratePerSecond and durationMs must be positive');
   }
   const wallStart = now();
-  const eventStartMs = wallStart - options.durationMs * scale;
+  // Event time ends at the run's end: it starts (scale − 1) run lengths before the run starts.
+  const eventStartMs = Math.round(wallStart + options.durationMs - options.durationMs * scale);
+  if (eventStartMs < 0) throw new RangeError('runDemoTraffic: durationMs × timeScale reaches back before 1970');
   const eventTimeAt = (wallMs: number): number => eventStartMs + (wallMs - wallStart) * scale;
-  const driftAtMs = options.driftAt === null ? null : 'afterMs' in options.driftAt ? options.driftAt.afterMs * scale : options.driftAt.atMs - eventStartMs;
+  const driftAtMs = options.driftAt === null ? null : Math.round('afterMs' in options.driftAt ? options.driftAt.afterMs * scale : options.driftAt.atMs - eventStartMs);
   const generator = new TrafficGenerator({
     seed: options.seed,
     users: options.users ?? DEFAULT_DEMO_USERS,
@@ -120,8 +126,13 @@ export async function runDemoTraffic(options: DemoTrafficOptions): Promise<DemoS
     eventTimeMs = eventTimeAt(wallMs);
     const due = generator.takeUntil(eventTimeMs, maxBatch);
     if (due.length > 0) {
-      await sendEvents(options.client, due, { maxBatch, ...(options.signal === undefined ? {} : { signal: options.signal }) });
-      sent += due.length;
+      try {
+        sent += await sendEvents(options.client, due, { maxBatch, ...(options.signal === undefined ? {} : { signal: options.signal }) });
+      } catch (err) {
+        // Stopped (Ctrl-C) in the middle of a request: what that request carried may or may not have landed.
+        if (options.signal?.aborted) break;
+        throw err;
+      }
     }
     if (now() - lastReport.wallMs >= progressEveryMs) report(false, now(), eventTimeMs);
     if (wallMs >= end && due.length < maxBatch) break;

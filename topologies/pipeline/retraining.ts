@@ -22,6 +22,11 @@ import { applyRegistryEvent, emptyRegistry, type RegistryState } from './registr
 export interface ControllerOptions {
   /** Labels to wait for before training the first model. */
   readonly bootstrapLabels: number;
+  /**
+   * The first model trains on this much event time before its request (0: all history). Features over 24 hours
+   * settle only a day into a stream: a model trained on the first hours learns what later traffic never shows.
+   */
+  readonly bootstrapWindowMs: number;
   /** Outcomes per arm (canary, stable) before a stage is judged. */
   readonly minSamples: number;
   /** Canary outcomes after which an undecided stage is rolled back. */
@@ -34,6 +39,7 @@ export interface ControllerOptions {
 
 export const DEFAULT_CONTROLLER_OPTIONS: ControllerOptions = {
   bootstrapLabels: 2_000,
+  bootstrapWindowMs: 0,
   minSamples: 150,
   maxSamples: 5_000,
   alpha: 0.05,
@@ -113,7 +119,8 @@ export class RetrainingController implements Processor<string, Input, string, Tr
     } else {
       state = { ...state, labels: state.labels + 1 };
       if (state.registry.stable === null && state.activeJob === null && state.labels >= this.#options.bootstrapLabels) {
-        requestTraining(`first model: ${state.labels} labels`);
+        const window = this.#options.bootstrapWindowMs;
+        requestTraining(`first model: ${state.labels} labels`, window > 0 ? new Date(record.timestamp - window).toISOString() : undefined);
       }
     }
     store.put(model, state);
@@ -200,6 +207,7 @@ export class RetrainingController implements Processor<string, Input, string, Tr
 export function retrainingTopology(options: Partial<ControllerOptions> & { applicationId?: string; registry?: SchemaRegistry } = {}): TopologyDraft {
   const settings: ControllerOptions = {
     bootstrapLabels: options.bootstrapLabels ?? DEFAULT_CONTROLLER_OPTIONS.bootstrapLabels,
+    bootstrapWindowMs: options.bootstrapWindowMs ?? DEFAULT_CONTROLLER_OPTIONS.bootstrapWindowMs,
     minSamples: options.minSamples ?? DEFAULT_CONTROLLER_OPTIONS.minSamples,
     maxSamples: options.maxSamples ?? DEFAULT_CONTROLLER_OPTIONS.maxSamples,
     alpha: options.alpha ?? DEFAULT_CONTROLLER_OPTIONS.alpha,
@@ -246,6 +254,7 @@ export default function retraining({ options, registry }: TopologyContext): Topo
   return retrainingTopology({
     registry,
     ...numeric('bootstrapLabels'),
+    ...numeric('bootstrapWindowMs'),
     ...numeric('minSamples'),
     ...numeric('maxSamples'),
     ...numeric('alpha'),

@@ -31,7 +31,7 @@ export function parseDuration(name: string, text: string): number {
   const match = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(text.trim());
   if (match === null) throw new UsageError(`--${name} must be a duration such as 90s, 4m or 1h, got ${JSON.stringify(text)}`);
   const unit = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000 }[(match[2] ?? 's') as 'ms' | 's' | 'm' | 'h'];
-  const ms = Number(match[1]) * unit;
+  const ms = Math.round(Number(match[1]) * unit);
   if (!(ms > 0) || ms > 30 * 86_400_000) throw new UsageError(`--${name} must be more than 0 and at most 30 days, got ${JSON.stringify(text)}`);
   return ms;
 }
@@ -138,6 +138,9 @@ export async function demoCommand(argv: string[], io: CliIo): Promise<number> {
         timeScale: integerOption('time-scale', args['time-scale'], 1, 10_000) ?? DEFAULT_DEMO_SETTINGS.timeScale,
         users: integerOption('users', args.users, 10, 10_000_000) ?? DEFAULT_DEMO_SETTINGS.users,
       };
+      if (Date.now() - settings.durationMs * settings.timeScale < 0) {
+        throw new UsageError('--duration × --time-scale reaches back before 1970: shorten one of them');
+      }
       return generateTraffic(client(), settings, io);
     },
   );

@@ -41,6 +41,9 @@ export type DriftDetectorOptionsInput = Partial<Omit<DriftDetectorOptions, 'thre
 /** Largest window a detector accepts: rows × columns doubles are held, and sorted at each evaluation. */
 export const MAX_WINDOW_ROWS = 1_000_000;
 
+/** Options objects `driftDetectorOptions` returned: a detector does not check them again. */
+const validated = new WeakSet<object>();
+
 /** Options with their defaults, checked once and frozen. Throws `MILLRACE_CONFIG_INVALID` with what to change. */
 export function driftDetectorOptions(input: DriftDetectorOptionsInput = {}): DriftDetectorOptions {
   const windowRows = input.windowRows ?? 2000;
@@ -68,7 +71,9 @@ export function driftDetectorOptions(input: DriftDetectorOptionsInput = {}): Dri
   if (!(t.ksPValue > 0 && t.ksPValue < 1)) wrong(`thresholds.ksPValue must be in (0, 1), got ${t.ksPValue}`);
   if (!(t.ksStatistic >= 0 && t.ksStatistic < 1)) wrong(`thresholds.ksStatistic must be in [0, 1), got ${t.ksStatistic}`);
   if (!(options.psiEpsilon > 0 && options.psiEpsilon < 0.01)) wrong(`psiEpsilon must be in (0, 0.01), got ${options.psiEpsilon}`);
-  return Object.freeze(options);
+  const frozen = Object.freeze(options);
+  validated.add(frozen);
+  return frozen;
 }
 
 /** One live row: a prediction's features and score at its event time. */
@@ -277,8 +282,6 @@ export class DriftDetector {
     };
   }
 }
-
-const validated = new WeakSet<object>();
 
 function isValidated(options: DriftDetectorOptions | DriftDetectorOptionsInput | undefined): options is DriftDetectorOptions {
   return options !== undefined && validated.has(options);

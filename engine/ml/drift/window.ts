@@ -1,5 +1,6 @@
 import { MillraceError } from '../../errors.js';
-import { deserializationError, type Serde } from '../../serde/serde.js';
+import { deserializationError, Serdes, type Serde } from '../../serde/serde.js';
+import type { KeyValueStore } from '../../state/key-value-store.js';
 
 /**
  * The sliding window of a drift detector: a ring buffer of the last `capacityRows` rows, each row `rowWidth`
@@ -123,17 +124,96 @@ export class MemoryDriftWindow implements DriftWindowStorage {
   }
 }
 
-function checkState(state: DriftWindowState): void {
-  const h = state.header;
+/**
+ * The stores a `StoreDriftWindow` lives in: headers by window key, rows by `<window key>/<slot>`. Both should be
+ * changelogged, so that a restored task resumes its windows exactly.
+ */
+export interface DriftWindowStores {
+  readonly headers: KeyValueStore<string, DriftWindowHeader>;
+  readonly rows: KeyValueStore<string, Float64Array>;
+}
+
+/**
+ * A window in state stores, one entry per row and one for the header: each observed row writes one row of
+ * `rowWidth` doubles and the small header, not the whole window. Several windows share the stores, each under its
+ * own key (a model name, say).
+ */
+export class StoreDriftWindow implements DriftWindowStorage {
+  readonly key: string;
+  readonly #stores: DriftWindowStores;
+
+  constructor(stores: DriftWindowStores, key: string) {
+    this.#stores = stores;
+    this.key = key;
+  }
+
+  readHeader(): DriftWindowHeader | undefined {
+    return this.#stores.headers.get(this.key);
+  }
+
+  writeHeader(header: DriftWindowHeader): void {
+    this.#stores.headers.put(this.key, header);
+  }
+
+  readRow(slot: number, into: Float64Array): void {
+    const row = this.#stores.rows.get(this.#rowKey(slot));
+    if (row === undefined || row.length !== into.length) {
+      throw new RangeError(`drift window ${this.key}: slot ${slot} holds ${row === undefined ? 'no row' : `${row.length} values`}, expected ${into.length}`);
+    }
+    into.set(row);
+  }
+
+  writeRow(slot: number, row: Float64Array): void {
+    // The store serialises at once, so the caller may reuse `row`.
+    this.#stores.rows.put(this.#rowKey(slot), row);
+  }
+
+  clear(header: DriftWindowHeader): void {
+    for (let slot = 0; slot < header.size; slot++) this.#stores.rows.delete(this.#rowKey(slot));
+    this.#stores.headers.delete(this.key);
+  }
+
+  /** Slots are integers, so `<key>/<slot>` never collides across keys, even keys holding `/`. */
+  #rowKey(slot: number): string {
+    return `${this.key}/${slot}`;
+  }
+}
+
+function headerProblem(h: DriftWindowHeader): string | undefined {
+  const counter = (value: unknown): boolean => Number.isSafeInteger(value) && (value as number) >= 0;
   const ok =
+    typeof h === 'object' && h !== null &&
     h.format === DRIFT_WINDOW_FORMAT &&
     Number.isSafeInteger(h.capacityRows) && h.capacityRows > 0 &&
     Number.isSafeInteger(h.rowWidth) && h.rowWidth > 0 &&
     Number.isSafeInteger(h.size) && h.size >= 0 && h.size <= h.capacityRows &&
     Number.isSafeInteger(h.next) && h.next >= 0 && h.next < h.capacityRows &&
-    state.rows.length === h.size * h.rowWidth;
-  if (!ok) throw new RangeError(`not a drift window state: ${JSON.stringify(h)} with ${state.rows.length} values`);
+    counter(h.rowsSeen) && counter(h.rowsSinceEvaluation) && counter(h.cooldownRows) &&
+    counter(h.evaluations) && counter(h.events) && counter(h.missingReference) &&
+    typeof h.lastTimestampMs === 'number' && Number.isFinite(h.lastTimestampMs);
+  return ok ? undefined : `not a drift window header: ${JSON.stringify(h)}`;
 }
+
+function checkState(state: DriftWindowState): void {
+  const h = state.header;
+  const problem = headerProblem(h) ?? (state.rows.length === h.size * h.rowWidth ? undefined : `a drift window of ${h.size} rows of ${h.rowWidth} cannot hold ${state.rows.length} values`);
+  if (problem !== undefined) throw new RangeError(problem);
+}
+
+/** A window's header as JSON (its numbers round-trip exactly), checked when read back. */
+export const driftWindowHeaderSerde: Serde<DriftWindowHeader> = {
+  name: 'drift-window-header',
+  serialize(header, context) {
+    return Serdes.json<DriftWindowHeader>().serialize(header, context);
+  },
+  deserialize(bytes, context) {
+    if (bytes.length > 64 * 1024) throw deserializationError(context, `a drift window header of ${bytes.length} bytes`);
+    const header = Serdes.json<DriftWindowHeader>().deserialize(bytes, context);
+    const problem = headerProblem(header);
+    if (problem !== undefined) throw deserializationError(context, problem);
+    return header;
+  },
+};
 
 /** Largest window state the serde reads back: bounded, as every deserialiser must be. */
 export const MAX_WINDOW_STATE_BYTES = 256 * 1024 * 1024;

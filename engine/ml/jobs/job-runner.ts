@@ -223,19 +223,22 @@ export function validateJob(job: TrainingJobSpec, runner: string): void {
   }
 }
 
-/** The trainer's command line for a job (after `python -m millrace_trainer`). */
+/**
+ * The trainer's command line for a job (after `python -m millrace_trainer`). Every value is joined to its option
+ * (`--version=-rc1`): argparse would otherwise read a value that begins with `-` as an option of its own.
+ */
 export function trainerArguments(job: TrainingJobSpec, paths: { dataPath: string; outDir: string } = job): string[] {
   return [
     'train',
-    '--data', paths.dataPath,
-    '--out', paths.outDir,
-    '--seed', String(job.seed),
-    '--holdout', String(job.holdoutFraction),
-    '--model-name', job.model,
-    '--version', job.version,
-    '--feature-version', job.featureVersion,
-    '--offsets-json', JSON.stringify(job.offsets),
-    ...(job.trainerVersion === undefined ? [] : ['--trainer-version', job.trainerVersion]),
+    `--data=${paths.dataPath}`,
+    `--out=${paths.outDir}`,
+    `--seed=${job.seed}`,
+    `--holdout=${job.holdoutFraction}`,
+    `--model-name=${job.model}`,
+    `--version=${job.version}`,
+    `--feature-version=${job.featureVersion}`,
+    `--offsets-json=${JSON.stringify(job.offsets)}`,
+    ...(job.trainerVersion === undefined ? [] : [`--trainer-version=${job.trainerVersion}`]),
   ];
 }
 

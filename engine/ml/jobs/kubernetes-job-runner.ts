@@ -8,11 +8,15 @@
  * which a retry would only repeat) while evictions and crashes are retried up to `backoffLimit`, and
  * `ttlSecondsAfterFinished` so finished Jobs are cleaned up.
  *
+ * When the data and output volumes are the same claim at the same path (and subPath), the pod mounts it once,
+ * read-write: a pod may not mount two volumes at one path.
+ *
  * `run(job)` needs `kubectl` on PATH with a context that can create Jobs in the namespace: it creates the Job
  * (`kubectl create -f -`, so a second Job with the same id is refused rather than merged), polls its status and
  * relays the pod's log lines as progress, and once the Job completes reads the output through `outputRoot` — the
  * path where this process sees the output volume (a shared ReadWriteMany volume, mounted on both sides). On a
- * timeout or an abort it deletes the Job. Without kubectl, `run` fails at once with failure `spawn`.
+ * timeout or an abort it deletes the Job. Without kubectl, `run` fails at once with failure `spawn`; every kubectl
+ * call is bounded by `kubectlTimeoutMs`, so an unreachable API server fails the job instead of hanging it.
  *
  * The image must hold the trainer: `training/` with its requirements installed (training/Dockerfile), and for GPU
  * training `training/requirements-gpu.txt` as well.
@@ -24,6 +28,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { MillraceError, errorMessage } from '../../errors.js';
 import type { Logger } from '../../logger.js';
 import {
+  OutputTail,
   parseTrainerLine,
   readTrainingOutput,
   trainerArguments,
@@ -75,6 +80,10 @@ export interface KubernetesJobRunnerOptions {
   readonly kubectl?: string;
   /** A kubectl context other than the current one. */
   readonly context?: string;
+  /** A kubeconfig file other than kubectl's default (`KUBECONFIG`, `~/.kube/config`). */
+  readonly kubeconfig?: string;
+  /** Bounds each kubectl call (its `--request-timeout`, then the process is killed). Default 60 s. */
+  readonly kubectlTimeoutMs?: number;
   /** Between status polls. Default 5 s. */
   readonly pollIntervalMs?: number;
   /** Extra time past the Job's deadline that `run` waits (for scheduling and image pulls) before deleting it. Default 10 min. */
@@ -141,7 +150,26 @@ export const GPU_RESOURCE = 'nvidia.com/gpu';
 /** The trainer's exit status for an operating error (training/millrace_trainer/errors.py). */
 const TRAINER_OPERATING_ERROR_EXIT = 2;
 const LABEL_VALUE_MAX = 63;
-type Defaulted = 'gpu' | 'timeoutMs' | 'backoffLimit' | 'ttlSecondsAfterFinished' | 'cpu' | 'memory' | 'imagePullPolicy' | 'python' | 'kubectl' | 'pollIntervalMs' | 'scheduleSlackMs';
+const KUBECTL_STDERR_BYTES = 64 * 1024;
+/** kubectl gets this long past its own --request-timeout to give up before it is killed. */
+const KUBECTL_KILL_SLACK_MS = 5_000;
+/** A week: a longer deadline is more likely a mistake in units than a training run. */
+const MAX_TIMEOUT_MS = 7 * 24 * 60 * 60_000;
+/** A Kubernetes quantity (`2`, `500m`, `8Gi`, `1.5e3`). */
+const QUANTITY = /^[+-]?(\d+(\.\d*)?|\.\d+)(([KMGTPE]i)|[numkMGTPE]|[eE][+-]?\d+)?$/;
+type Defaulted =
+  | 'gpu'
+  | 'timeoutMs'
+  | 'backoffLimit'
+  | 'ttlSecondsAfterFinished'
+  | 'cpu'
+  | 'memory'
+  | 'imagePullPolicy'
+  | 'python'
+  | 'kubectl'
+  | 'kubectlTimeoutMs'
+  | 'pollIntervalMs'
+  | 'scheduleSlackMs';
 type ResolvedOptions = Readonly<KubernetesJobRunnerOptions & Required<Pick<KubernetesJobRunnerOptions, Defaulted>>>;
 const DEFAULTS: Required<Pick<KubernetesJobRunnerOptions, Defaulted>> = {
   gpu: 1,
@@ -153,6 +181,7 @@ const DEFAULTS: Required<Pick<KubernetesJobRunnerOptions, Defaulted>> = {
   imagePullPolicy: 'IfNotPresent',
   python: 'python',
   kubectl: 'kubectl',
+  kubectlTimeoutMs: 60_000,
   pollIntervalMs: 5_000,
   scheduleSlackMs: 10 * 60_000,
 };
@@ -181,8 +210,11 @@ export function kubernetesLabelValue(value: string): string {
   return cleaned;
 }
 
-/** `$(NAME)` in a container's args is expanded from its env; a literal `$(` is written `$$(`. */
-const escapeArg = (arg: string): string => arg.replaceAll('$(', '$$(');
+/**
+ * The kubelet expands `$(NAME)` in a container's args from its env and turns every `$$` into `$`, so a literal `$`
+ * is written `$$` (escaping only `$(` would turn a literal `$$` into `$`).
+ */
+const escapeArg = (arg: string): string => arg.replaceAll('$', () => '$$');
 
 function isUnder(path: string, root: string): boolean {
   const relative = posix.relative(root, path);
@@ -190,9 +222,17 @@ function isUnder(path: string, root: string): boolean {
 }
 
 function checkMount(mount: PersistentVolumeMount, what: string): void {
-  if (!mount.claimName || !posix.isAbsolute(mount.mountPath)) {
-    throw new MillraceError('MILLRACE_CONFIG_INVALID', `${what} needs a claimName and an absolute mountPath`);
+  if (!mount?.claimName || !posix.isAbsolute(mount.mountPath ?? '')) {
+    throw new MillraceError('MILLRACE_CONFIG_INVALID', `KubernetesJobRunner: ${what} needs a claimName and an absolute mountPath`);
   }
+  if (mount.subPath !== undefined && (posix.isAbsolute(mount.subPath) || mount.subPath.split('/').includes('..'))) {
+    throw new MillraceError('MILLRACE_CONFIG_INVALID', `KubernetesJobRunner: ${what}.subPath must be a relative path without '..'`);
+  }
+}
+
+/** The data and output volumes are one mount: the same claim, path and subPath. */
+function sameMount(a: PersistentVolumeMount, b: PersistentVolumeMount): boolean {
+  return a.claimName === b.claimName && posix.normalize(a.mountPath) === posix.normalize(b.mountPath) && (a.subPath ?? '') === (b.subPath ?? '');
 }
 
 // ---------------------------------------------------------------- the runner
@@ -210,10 +250,20 @@ export class KubernetesJobRunner implements JobRunner {
     if (!/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/.test(merged.namespace ?? '')) invalid(`namespace ${JSON.stringify(merged.namespace)} is not a DNS label`);
     if (!Number.isInteger(merged.gpu) || merged.gpu < 0 || merged.gpu > 16) invalid(`gpu must be an integer in [0, 16], got ${merged.gpu}`);
     if (!Number.isInteger(merged.backoffLimit) || merged.backoffLimit < 0 || merged.backoffLimit > 10) invalid('backoffLimit must be an integer in [0, 10]');
-    if (!(merged.timeoutMs >= 1_000)) invalid('timeoutMs must be at least 1000');
-    if (!(merged.pollIntervalMs >= 100)) invalid('pollIntervalMs must be at least 100');
+    if (!(Number.isInteger(merged.timeoutMs) && merged.timeoutMs >= 1_000 && merged.timeoutMs <= MAX_TIMEOUT_MS)) {
+      invalid(`timeoutMs must be an integer in [1000, ${MAX_TIMEOUT_MS}], got ${merged.timeoutMs}`);
+    }
+    if (!(Number.isInteger(merged.ttlSecondsAfterFinished) && merged.ttlSecondsAfterFinished >= 0)) invalid('ttlSecondsAfterFinished must be an integer ≥ 0');
+    if (!QUANTITY.test(merged.cpu)) invalid(`cpu ${JSON.stringify(merged.cpu)} is not a Kubernetes quantity (e.g. 2, 500m)`);
+    if (!QUANTITY.test(merged.memory)) invalid(`memory ${JSON.stringify(merged.memory)} is not a Kubernetes quantity (e.g. 8Gi)`);
+    if (!(Number.isInteger(merged.pollIntervalMs) && merged.pollIntervalMs >= 100)) invalid('pollIntervalMs must be an integer ≥ 100');
+    if (!(Number.isInteger(merged.kubectlTimeoutMs) && merged.kubectlTimeoutMs >= 1_000)) invalid('kubectlTimeoutMs must be an integer ≥ 1000');
+    if (!(Number.isInteger(merged.scheduleSlackMs) && merged.scheduleSlackMs >= 0)) invalid('scheduleSlackMs must be an integer ≥ 0');
     checkMount(merged.dataVolume, 'dataVolume');
     checkMount(merged.outputVolume, 'outputVolume');
+    if (!sameMount(merged.dataVolume, merged.outputVolume) && posix.normalize(merged.dataVolume.mountPath) === posix.normalize(merged.outputVolume.mountPath)) {
+      invalid('dataVolume and outputVolume are different volumes at the same mountPath; a pod cannot mount both there');
+    }
     this.options = Object.freeze(merged);
   }
 
@@ -254,9 +304,12 @@ export class KubernetesJobRunner implements JobRunner {
       { name: 'PYTHONUNBUFFERED', value: '1' },
       { name: 'OMP_NUM_THREADS', value: '1' },
     ];
-    const args = trainerArguments(job, { dataPath, outDir }).map(escapeArg);
-    args[args.indexOf('--seed') + 1] = '$(MILLRACE_TRAINER_SEED)';
-    args[args.indexOf('--offsets-json') + 1] = '$(MILLRACE_TRAINER_OFFSETS)';
+    const fromEnv: Record<string, string> = { '--seed': 'MILLRACE_TRAINER_SEED', '--offsets-json': 'MILLRACE_TRAINER_OFFSETS' };
+    const args = trainerArguments(job, { dataPath, outDir }).map((arg) => {
+      const option = arg.slice(0, arg.indexOf('='));
+      const variable = fromEnv[option];
+      return variable === undefined ? escapeArg(arg) : `${option}=$(${variable})`;
+    });
 
     const gpu: Record<string, string> = o.gpu > 0 ? { [GPU_RESOURCE]: String(o.gpu) } : {};
     const sameClaim = o.dataVolume.claimName === o.outputVolume.claimName;
@@ -293,10 +346,9 @@ export class KubernetesJobRunner implements JobRunner {
             // Extended resources such as GPUs must have limits equal to requests.
             limits: { memory: o.memory, ...gpu },
           },
-          volumeMounts: [
-            mount(sameClaim ? 'training' : 'data', o.dataVolume, true),
-            mount(sameClaim ? 'training' : 'output', o.outputVolume, false),
-          ],
+          volumeMounts: sameMount(o.dataVolume, o.outputVolume)
+            ? [mount('training', o.outputVolume, false)]
+            : [mount(sameClaim ? 'training' : 'data', o.dataVolume, true), mount(sameClaim ? 'training' : 'output', o.outputVolume, false)],
           securityContext: { allowPrivilegeEscalation: false },
         },
       ],
@@ -408,22 +460,40 @@ export class KubernetesJobRunner implements JobRunner {
     return undefined;
   }
 
-  /** Runs kubectl in the runner's namespace (and context); resolves with stdout, rejects with stderr. */
+  /**
+   * Runs kubectl in the runner's namespace (and context); resolves with stdout, rejects with stderr. Bounded twice:
+   * kubectl's own `--request-timeout`, and a kill when the process outlives it (a dial that never returns).
+   */
   private kubectl(args: string[], stdin?: string): Promise<string> {
     const o = this.options;
-    const full = [...(o.context ? ['--context', o.context] : []), '--namespace', o.namespace, ...args];
+    const full = [
+      ...(o.kubeconfig ? ['--kubeconfig', o.kubeconfig] : []),
+      ...(o.context ? ['--context', o.context] : []),
+      `--request-timeout=${Math.ceil(o.kubectlTimeoutMs / 1000)}s`,
+      '--namespace',
+      o.namespace,
+      ...args,
+    ];
     return new Promise((resolvePromise, reject) => {
       const child = spawn(o.kubectl, full, { stdio: ['pipe', 'pipe', 'pipe'] });
       let stdout = '';
-      let stderr = '';
+      const stderr = new OutputTail(KUBECTL_STDERR_BYTES);
+      let timedOut = false;
+      const timer = setTimeout(() => {
+        timedOut = true;
+        child.kill('SIGKILL');
+      }, o.kubectlTimeoutMs + KUBECTL_KILL_SLACK_MS);
       child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
-      child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk.slice(0, 64 * 1024)));
-      child.on('error', (err: NodeJS.ErrnoException) =>
-        reject(new Error(err.code === 'ENOENT' ? `${o.kubectl} is not installed or not on PATH` : err.message, { cause: err })),
-      );
+      child.stderr.setEncoding('utf8').on('data', (chunk: string) => stderr.push(chunk));
+      child.on('error', (err: NodeJS.ErrnoException) => {
+        clearTimeout(timer);
+        reject(new Error(err.code === 'ENOENT' ? `${o.kubectl} is not installed or not on PATH` : err.message, { cause: err }));
+      });
       child.on('close', (code) => {
+        clearTimeout(timer);
         if (code === 0) resolvePromise(stdout);
-        else reject(new Error(`${o.kubectl} ${args[0] ?? ''} exited ${code}: ${stderr.trim().split('\n').slice(-3).join(' | ')}`));
+        else if (timedOut) reject(new Error(`${o.kubectl} ${args[0] ?? ''} did not finish within ${o.kubectlTimeoutMs} ms and was killed`));
+        else reject(new Error(`${o.kubectl} ${args[0] ?? ''} exited ${code}: ${stderr.toString().trim().split('\n').slice(-3).join(' | ')}`));
       });
       child.stdin.on('error', () => undefined);
       child.stdin.end(stdin ?? '');
