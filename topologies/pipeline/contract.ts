@@ -146,7 +146,7 @@ export interface FeatureDrift {
 export interface DriftDetected {
   readonly model: string;
   readonly version: string;
-  /** Event time of the window's first and last record. */
+  /** Event time of the window's earliest and latest record. */
   readonly window_start: string;
   readonly window_end: string;
   readonly window_size: number;
@@ -165,6 +165,13 @@ export interface Reproducibility {
   readonly seed: number;
   readonly trainer_version: string;
   readonly packages: Readonly<Record<string, string>>;
+  /** How the rows were cut from those ranges (absent for a job run outside the training topology). */
+  readonly training_set?: {
+    /** Only transactions from this moment of event time on (ISO 8601); null: all. */
+    readonly since: string | null;
+    readonly holdout_fraction: number;
+    readonly evaluation_percent: number;
+  };
 }
 
 export type TrainingJobEvent =

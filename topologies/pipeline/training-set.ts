@@ -22,6 +22,8 @@ export interface TrainingSetOptions {
    * `percent` of them go to `path` instead of `outPath`, and come back in `TrainingSet.holdout`.
    */
   readonly holdout?: { readonly path: string; readonly percent: number };
+  /** Read exactly these log ranges (a recorded job's), not the topics as they are now. */
+  readonly ranges?: Reproducibility['offsets'];
 }
 
 export interface LabelledRows {
@@ -47,10 +49,15 @@ export function hundredthOf(transactionId: string): number {
   return createHash('sha256').update(transactionId).digest().readUInt32BE(0) % 100;
 }
 
-async function readRange(log: Log, topic: string): Promise<{ records: LogRecord[]; ranges: Array<{ partition: number; from: number; to: number }> }> {
+async function readRange(
+  log: Log,
+  topic: string,
+  recorded?: ReadonlyArray<{ partition: number; from: number; to: number }>,
+): Promise<{ records: LogRecord[]; ranges: Array<{ partition: number; from: number; to: number }> }> {
   const records: LogRecord[] = [];
   const ranges: Array<{ partition: number; from: number; to: number }> = [];
-  for (const { partition, start, end } of await log.partitionOffsets(topic)) {
+  const bounds = recorded?.map((r) => ({ partition: r.partition, start: r.from, end: r.to })) ?? (await log.partitionOffsets(topic));
+  for (const { partition, start, end } of bounds) {
     ranges.push({ partition, from: start, to: end });
     let at = start;
     while (at < end) {
@@ -71,8 +78,8 @@ async function readRange(log: Log, topic: string): Promise<{ records: LogRecord[
  */
 export async function exportTrainingSet(options: TrainingSetOptions): Promise<TrainingSet> {
   const { log, registry } = options;
-  const transactions = await readRange(log, Topics.transactions);
-  const feedback = await readRange(log, Topics.feedback);
+  const transactions = await readRange(log, Topics.transactions, options.ranges?.[Topics.transactions]);
+  const feedback = await readRange(log, Topics.feedback, options.ranges?.[Topics.feedback]);
   if (registry !== undefined) {
     // The replay decodes synchronously: fetch every writer schema first.
     const ids = new Set<number>();

@@ -13,7 +13,7 @@ import { Serdes } from '../../engine/serde/serde.js';
 import type { Processor, ProcessorContext } from '../../engine/topology/processor.js';
 import type { StreamRecord } from '../../engine/topology/record.js';
 import { TopologyDraft, type Topology } from '../../engine/topology/topology.js';
-import { FEATURE_NAMES, FEATURE_VERSION, Topics, type ModelRouting, type ModelVersionRef, type TrainingJobEvent } from './contract.js';
+import { FEATURE_NAMES, FEATURE_VERSION, Topics, type ModelRouting, type ModelVersionRef, type Reproducibility, type TrainingJobEvent } from './contract.js';
 import { exportTrainingSet, type LabelledRows, type TrainingSet } from './training-set.js';
 
 /**
@@ -125,6 +125,10 @@ class TrainingProcessor implements Processor<string, TrainingJobEvent, string, T
       };
       log?.info({ rows: set.rows, positives: set.positives, since }, 'training');
       const result = await this.#train(spec);
+      const reproducibility: Reproducibility = {
+        ...result.reproducibility,
+        training_set: { since: since ?? null, holdout_fraction: s.holdoutFraction, evaluation_percent: s.evaluationPercent },
+      };
       const metrics: Record<string, number> = {
         ...flatMetrics(result.metrics),
         auc: await this.#auc(model, version, result.modelPath, result.sha256, set.holdout),
@@ -143,7 +147,7 @@ class TrainingProcessor implements Processor<string, TrainingJobEvent, string, T
         artifact_uri: result.modelPath,
         sha256: result.sha256,
         metrics,
-        reproducibility: result.reproducibility,
+        reproducibility,
         at,
       };
     } catch (err) {
@@ -198,6 +202,41 @@ class TrainingProcessor implements Processor<string, TrainingJobEvent, string, T
       await loaded.close();
     }
   }
+}
+
+/**
+ * Re-runs a recorded training job: the same log ranges, cut the same way, trained with the same seed, into
+ * `outDir`. The trainer is deterministic, so the model file is the same bytes: its SHA-256 equals the recorded one.
+ */
+export async function reproduceTrainingJob(
+  trained: Extract<TrainingJobEvent, { type: 'ModelTrained' }>,
+  options: { log: Log; runner: JobRunner; outDir: string; registry?: SchemaRegistry },
+): Promise<TrainingJobResult> {
+  const { reproducibility } = trained;
+  const cut = reproducibility.training_set;
+  if (cut === undefined) throw new Error(`${trained.job_id} records no training_set: it cannot be cut again`);
+  const setDir = join(options.outDir, 'training-set');
+  await mkdir(setDir, { recursive: true });
+  const set = await exportTrainingSet({
+    log: options.log,
+    ...(options.registry === undefined ? {} : { registry: options.registry }),
+    ranges: reproducibility.offsets,
+    ...(cut.since === null ? {} : { fromEventTimeMs: Date.parse(cut.since) }),
+    outPath: join(setDir, 'train.csv'),
+    holdout: { path: join(setDir, 'evaluation.csv'), percent: cut.evaluation_percent },
+  });
+  return options.runner.run({
+    jobId: `${trained.job_id}-reproduced`,
+    model: trained.model,
+    version: trained.version,
+    dataPath: set.path,
+    outDir: join(options.outDir, 'model'),
+    seed: reproducibility.seed,
+    holdoutFraction: cut.holdout_fraction,
+    featureVersion: reproducibility.feature_version,
+    featureNames: FEATURE_NAMES,
+    offsets: reproducibility.offsets,
+  });
 }
 
 export function trainingTopology(options: TrainingOptions): Topology {

@@ -242,19 +242,19 @@ export class DriftDetector {
   }
 
   #evaluate(header: DriftWindowHeader, distributions: readonly ReferenceDistribution[]): DriftVerdict {
-    const { size, capacityRows, rowWidth } = header;
+    const { size, rowWidth } = header;
     const columnCount = this.columns.length;
     const values = Array.from({ length: columnCount }, () => new Float64Array(size));
     const row = new Float64Array(rowWidth);
-    const oldest = size < capacityRows ? 0 : header.next;
-    const newest = (header.next - 1 + capacityRows) % capacityRows;
-    let startMs = 0;
-    let endMs = 0;
+    // The window's event-time span: rows merged from several partitions arrive out of event-time order, so the
+    // earliest and latest rows, not the first and last to arrive.
+    let startMs = Number.POSITIVE_INFINITY;
+    let endMs = Number.NEGATIVE_INFINITY;
     for (let slot = 0; slot < size; slot++) {
       this.window.readRow(slot, row);
       for (let c = 0; c < columnCount; c++) values[c]![slot] = row[1 + c]!;
-      if (slot === oldest) startMs = row[0]!;
-      if (slot === newest) endMs = row[0]!;
+      startMs = Math.min(startMs, row[0]!);
+      endMs = Math.max(endMs, row[0]!);
     }
     const t = this.options.thresholds;
     const statistics: FeatureDriftStatistics[] = [];
