@@ -183,6 +183,92 @@ export const openApiDocument = Object.freeze({
         },
       },
     },
+    '/models': {
+      get: {
+        operationId: 'models',
+        summary: 'The model registry: each model with its versions, stage, traffic share and metrics',
+        responses: {
+          '200': json('The models.', {
+            type: 'object',
+            required: ['models'],
+            properties: {
+              models: {
+                type: 'array',
+                items: {
+                  type: 'object',
+                  required: ['name', 'stable', 'canary', 'versions'],
+                  properties: {
+                    name: { type: 'string' },
+                    stable: { type: 'string', nullable: true },
+                    canary: { type: 'object', nullable: true, properties: { version: { type: 'string' }, percent: { type: 'number' } } },
+                    versions: {
+                      type: 'array',
+                      items: {
+                        type: 'object',
+                        properties: {
+                          version: { type: 'string' },
+                          stage: { type: 'string', enum: ['registered', 'canary', 'stable', 'retired', 'rolled-back', 'refused'] },
+                          trafficPercent: { type: 'number' },
+                          sha256: { type: 'string' },
+                          artifactUri: { type: 'string' },
+                          metrics: { type: 'object', additionalProperties: { type: 'number' } },
+                        },
+                      },
+                    },
+                  },
+                },
+              },
+            },
+          }),
+          '500': internalError,
+        },
+      },
+    },
+    '/v1/models/{name}:predict': {
+      post: {
+        operationId: 'predict',
+        summary: 'Scores up to 100 instances with the stable version of a model',
+        parameters: [{ name: 'name', in: 'path', required: true, schema: { type: 'string' } }],
+        requestBody: {
+          required: true,
+          content: {
+            'application/json': {
+              schema: {
+                type: 'object',
+                required: ['instances'],
+                properties: {
+                  instances: {
+                    type: 'array',
+                    minItems: 1,
+                    maxItems: 100,
+                    items: { oneOf: [{ type: 'object', additionalProperties: { type: 'number' } }, { type: 'array', items: { type: 'number' } }] },
+                  },
+                },
+              },
+            },
+          },
+        },
+        responses: {
+          '200': json('One prediction per instance, in order.', {
+            type: 'object',
+            required: ['model', 'version', 'predictions'],
+            properties: {
+              model: { type: 'string' },
+              version: { type: 'string' },
+              predictions: {
+                type: 'array',
+                items: { type: 'object', required: ['class', 'probability'], properties: { class: { type: 'integer', enum: [0, 1] }, probability: { type: 'number' } } },
+              },
+            },
+          }),
+          '400': problemResponse('The body is not JSON.'),
+          '404': problemResponse('No model of that name is registered.'),
+          '422': problemResponse('An instance is not a row of finite features, or there are more than 100.'),
+          '500': problemResponse('The model file does not match its SHA-256, or inference failed.'),
+          '503': problemResponse('The model has no stable version yet, or inference is overloaded.'),
+        },
+      },
+    },
     '/openapi.json': {
       get: {
         operationId: 'openapi',

@@ -29,6 +29,7 @@ import {
   type TrainingProgress,
 } from '../../engine/ml/jobs/job-runner.js';
 import { FEATURE_NAMES, FEATURE_VERSION, type Reproducibility } from '../../topologies/pipeline/contract.js';
+import { seededRandom as random } from '../support/engine-process.js';
 
 export interface JobRunnerFixture {
   /**
@@ -43,17 +44,6 @@ export interface JobRunnerFixture {
 
 // ---------------------------------------------------------------- a generated training set
 
-/** mulberry32: a small seeded PRNG, so the training set is the same bytes on every machine. */
-function random(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /**
  * Card transactions with the pipeline's features (FEATURE_NAMES) and a label: about 6 % fraud, which is large

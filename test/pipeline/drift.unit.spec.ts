@@ -20,21 +20,11 @@ import { TopologyTestDriver } from '../../engine/testing/index.js';
 import { FEATURE_NAMES, Topics, type DriftDetected, type Features, type ModelRouting, type ModelVersionRef, type Prediction } from '../../topologies/pipeline/contract.js';
 import drift, { DRIFT_STORES, driftOptionsFrom, driftTopology, type DriftLogger } from '../../topologies/pipeline/drift.js';
 import { caughtUp, readTopic, startRunner, tempDir } from '../support/runtime.js';
+import { seededRandom as random } from '../support/engine-process.js';
 
 const T0 = Date.parse('2026-01-01T00:00:00Z');
 const OPTIONS = { windowRows: 1_000, evaluateEveryRows: 250 };
 
-/** mulberry32: a small seeded generator, so every run sees the same rows. */
-function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /**
  * One row of a known distribution. `amountFactor` scales every amount (as the demo's drift does, ×2.5): the amount,
