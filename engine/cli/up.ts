@@ -7,9 +7,12 @@ import { pipelineConfig } from '../../topologies/pipeline/config.js';
 import { MillraceClient } from './client.js';
 import { DEFAULT_DEMO_SETTINGS, generateTraffic, type DemoGenerateSettings } from './commands/demo.js';
 
-/** `up --demo`: twenty minutes of traffic (ten hours of event time) that drifts after eight. */
-const DEMO_DRIFT_AFTER_MS = 8 * 60_000;
-const DEMO_SETTINGS: DemoGenerateSettings = { ...DEFAULT_DEMO_SETTINGS, durationMs: 20 * 60_000, driftAt: { afterMs: DEMO_DRIFT_AFTER_MS } };
+/**
+ * `up --demo`: twenty minutes of traffic, sixty hours of event time (three minutes a second). The first model
+ * trains after a day of it (about eight minutes in); the traffic drifts after eleven.
+ */
+const DEMO_DRIFT_AFTER_MS = 11 * 60_000;
+const DEMO_SETTINGS: DemoGenerateSettings = { ...DEFAULT_DEMO_SETTINGS, driftAt: { afterMs: DEMO_DRIFT_AFTER_MS } };
 import { USAGE_EXIT_CODE } from './commands/shared.js';
 import type { CliIo } from './io.js';
 

@@ -117,7 +117,7 @@ export async function runPipelineScenario(options: ScenarioOptions): Promise<Sce
     configPath,
     JSON.stringify({
       ...pipelineConfig({
-        retraining: { bootstrapLabels: 86_000, bootstrapWindowMs: 2 * HOUR, minSamples: 150, maxSamples: 6_000 },
+        retraining: { bootstrapLabels: 1_000, bootstrapWarmUpMs: 24 * HOUR, bootstrapWindowMs: 2 * HOUR, minSamples: 150, maxSamples: 6_000 },
         training: { minRows: 3_000, minPositives: 40, pollMs: 2_000, maxDataWaitMs: 5 * MINUTE },
         drift: { windowRows: 1_500, evaluateEveryRows: 250 },
       }),

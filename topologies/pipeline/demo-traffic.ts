@@ -7,7 +7,7 @@ import { DEFAULT_LABEL_DELAY_MS, TrafficGenerator, type GeneratedEvent, type Tra
  *
  * Event time runs `timeScale` times faster than the wall clock, so labels that come minutes after their transaction
  * (as they do in a card network) arrive seconds apart in a demo. It is laid out to end at about the moment the run
- * ends: a 240 s run at scale 30 covers the two hours of event time before it. Nothing is ever stamped in the future
+ * ends: a 20-minute run at scale 180 covers the sixty hours of event time before it. Nothing is ever stamped in the future
  * (Kafka brokers refuse records too far ahead).
  */
 
@@ -20,7 +20,7 @@ export interface DemoTrafficOptions {
   readonly durationMs: number;
   /** When the drift begins: `afterMs` of wall clock after the start, or `atMs` of event time; `null`: never. */
   readonly driftAt: { readonly afterMs: number } | { readonly atMs: number } | null;
-  /** Event-time seconds per wall-clock second. Default 30. */
+  /** Event-time seconds per wall-clock second. Default 180 (three minutes a second). */
   readonly timeScale?: number;
   /** Card holders. Default 2,000. */
   readonly users?: number;
@@ -53,7 +53,7 @@ export interface DemoSummary extends DemoProgress {
   readonly driftStartMs: number | null;
 }
 
-export const DEFAULT_TIME_SCALE = 30;
+export const DEFAULT_TIME_SCALE = 180;
 export const DEFAULT_DEMO_USERS = 2_000;
 
 /** Produces generated events in order, in requests of at most `maxBatch` per topic; returns how many were sent. */

@@ -27,6 +27,8 @@ export interface ControllerOptions {
    * settle only a day into a stream: a model trained on the first hours learns what later traffic never shows.
    */
   readonly bootstrapWindowMs: number;
+  /** …and waits until the labels span this much event time (0: no wait): a day, for features over 24 hours. */
+  readonly bootstrapWarmUpMs: number;
   /** Outcomes per arm (canary, stable) before a stage is judged. */
   readonly minSamples: number;
   /** Canary outcomes after which an undecided stage is rolled back. */
@@ -40,6 +42,7 @@ export interface ControllerOptions {
 export const DEFAULT_CONTROLLER_OPTIONS: ControllerOptions = {
   bootstrapLabels: 2_000,
   bootstrapWindowMs: 0,
+  bootstrapWarmUpMs: 0,
   minSamples: 150,
   maxSamples: 5_000,
   alpha: 0.05,
@@ -49,6 +52,8 @@ export const DEFAULT_CONTROLLER_OPTIONS: ControllerOptions = {
 /** What the controller remembers per model (a store value): every decision follows from it and the next event. */
 export interface ControllerState {
   readonly labels: number;
+  /** Event time of the first label (absent in states written before it was kept). */
+  readonly firstLabelAt?: number;
   readonly jobs: number;
   readonly activeJob: string | null;
   readonly registry: RegistryState;
@@ -117,8 +122,9 @@ export class RetrainingController implements Processor<string, Input, string, Tr
     } else if (topic === Topics.outcomes) {
       this.#judge(record.value as Outcome, emitRegistry, (stage) => (state = { ...state, stage }), () => state, at);
     } else {
-      state = { ...state, labels: state.labels + 1 };
-      if (state.registry.stable === null && state.activeJob === null && state.labels >= this.#options.bootstrapLabels) {
+      state = { ...state, labels: state.labels + 1, firstLabelAt: Math.min(state.firstLabelAt ?? record.timestamp, record.timestamp) };
+      const warm = record.timestamp - state.firstLabelAt! >= this.#options.bootstrapWarmUpMs;
+      if (state.registry.stable === null && state.activeJob === null && state.labels >= this.#options.bootstrapLabels && warm) {
         const window = this.#options.bootstrapWindowMs;
         requestTraining(`first model: ${state.labels} labels`, window > 0 ? new Date(record.timestamp - window).toISOString() : undefined);
       }
@@ -208,6 +214,7 @@ export function retrainingTopology(options: Partial<ControllerOptions> & { appli
   const settings: ControllerOptions = {
     bootstrapLabels: options.bootstrapLabels ?? DEFAULT_CONTROLLER_OPTIONS.bootstrapLabels,
     bootstrapWindowMs: options.bootstrapWindowMs ?? DEFAULT_CONTROLLER_OPTIONS.bootstrapWindowMs,
+    bootstrapWarmUpMs: options.bootstrapWarmUpMs ?? DEFAULT_CONTROLLER_OPTIONS.bootstrapWarmUpMs,
     minSamples: options.minSamples ?? DEFAULT_CONTROLLER_OPTIONS.minSamples,
     maxSamples: options.maxSamples ?? DEFAULT_CONTROLLER_OPTIONS.maxSamples,
     alpha: options.alpha ?? DEFAULT_CONTROLLER_OPTIONS.alpha,
@@ -255,6 +262,7 @@ export default function retraining({ options, registry }: TopologyContext): Topo
     registry,
     ...numeric('bootstrapLabels'),
     ...numeric('bootstrapWindowMs'),
+    ...numeric('bootstrapWarmUpMs'),
     ...numeric('minSamples'),
     ...numeric('maxSamples'),
     ...numeric('alpha'),

@@ -2,7 +2,7 @@ import type { MillraceClient } from '../client.js';
 import { DEFAULT_DEMO_USERS, DEFAULT_TIME_SCALE, runDemoTraffic, type DemoProgress } from '../../../topologies/pipeline/demo-traffic.js';
 import { UsageError, integerOption, runCommand, type CliIo } from './shared.js';
 
-const USAGE = `Usage: millrace demo generate [--url URL] [--rate N/s] [--duration 240s] [--drift-at 60s|ISO] [--seed N]
+const USAGE = `Usage: millrace demo generate [--url URL] [--rate N/s] [--duration 20m] [--drift-at 11m|ISO] [--seed N]
                               [--time-scale N] [--users N]
 
 Sends the demo's card-transaction traffic to a running engine (millrace up): users, merchants, countries, IPv4 and
@@ -11,12 +11,14 @@ minutes later in event time, on feedback-raw. At --drift-at the traffic drifts: 
 and a new fraud pattern (card testing: bursts of small amounts at home) appears. The same --seed sends the same
 events.
 
-Event time runs --time-scale times faster than the clock and ends at about the moment the run ends, so a 240 s run
-covers the two hours before it, and labels due minutes later arrive seconds later.
+Event time runs --time-scale times faster than the clock and ends at about the moment the run ends, so a 20-minute
+run covers the sixty hours before it, and labels due minutes later arrive within seconds. The pipeline trains its
+first model once a day of event time has passed (its features reach back 24 hours): about eight minutes in, at the
+default scale.
 
 Options:
   --rate N/s         transactions per second (default 200/s; labels come on top)
-  --duration D       how long to send: 240s, 10m, 1h (default 240s)
+  --duration D       how long to send: 240s, 10m, 1h (default 20m)
   --drift-at T       when the drift begins: a time after the start (60s), or an event-time moment (ISO 8601)
                      (default: none)
   --seed N           seeds the traffic (default 1)
@@ -63,7 +65,7 @@ export interface DemoGenerateSettings {
 
 export const DEFAULT_DEMO_SETTINGS: DemoGenerateSettings = {
   ratePerSecond: 200,
-  durationMs: 240_000,
+  durationMs: 20 * 60_000,
   driftAt: null,
   seed: 1,
   timeScale: DEFAULT_TIME_SCALE,
