@@ -6,6 +6,9 @@ export default defineConfig({
     testTimeout: 30_000,
     hookTimeout: 120_000,
     pool: 'forks',
+    // One test file at a time: the end-to-end tests run servers and engine processes that a 2-core machine cannot
+    // run side by side without starving one another (a starved Kafka member misses its session and rebalances).
+    fileParallelism: false,
     reporters: ['default'],
     // Starts a single-node Kafka broker for the integration tests (or records why Kafka tests skip) and stops
     // it afterwards; see test/setup/kafka.global.ts. globalSetup itself has no timeout in vitest 3.

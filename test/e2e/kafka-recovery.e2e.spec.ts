@@ -42,11 +42,15 @@ describeWithKafka('recovery from the changelog tail on Kafka', (brokers) => {
     }
   };
   const restored = async (): Promise<number> => {
-    const url = cluster!.members[0]!.process!.url;
+    const member = cluster!.members[0]!.process!;
+    const deadline = Date.now() + 180_000;
     for (;;) {
-      const status = (await (await fetch(`${url}/status`)).json()) as Status;
+      const status = (await (await fetch(`${member.url}/status`)).json()) as Status;
       const tasks = status.applications.flatMap((a) => a.tasks);
       if (tasks.length === PARTITIONS && tasks.every((t) => t.state === 'running')) return tasks.reduce((sum, t) => sum + t.restoredRecords, 0);
+      if (Date.now() > deadline) {
+        throw new Error(`the tasks never all ran: ${JSON.stringify(status.applications)}\n--- engine stderr (tail) ---\n${member.stderr().slice(-4_000)}`);
+      }
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
   };
