@@ -17,16 +17,13 @@ import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { EmbeddedLog } from '../engine/log/embedded/embedded-log.js';
 import type { AppendRecord } from '../engine/log/log.js';
-import { silentLogger } from '../engine/logger.js';
-import { Metrics } from '../engine/metrics/metrics.js';
 import type { LoadedModel, ModelSpec } from '../engine/ml/model-runtime.js';
 import { OnnxModelRuntime } from '../engine/ml/onnx-runtime.js';
 import { inferenceProcessor } from '../engine/operators/infer.js';
-import { TopologyRunner } from '../engine/runtime/runner.js';
 import { Serdes } from '../engine/serde/serde.js';
-import { LevelBackend } from '../engine/state/backend.js';
 import { StreamsBuilder } from '../engine/topology/builder.js';
 import type { Topology } from '../engine/topology/topology.js';
+import { benchRunner } from './runner.js';
 
 export const MODEL = 'fraud-mlp';
 export const MICRO_BATCH = 64;
@@ -98,25 +95,6 @@ function scoring(applicationId: string, output: string, model: LoadedModel, maxB
   return b.build();
 }
 
-function runnerFor(log: EmbeddedLog, topology: Topology): TopologyRunner {
-  return new TopologyRunner({
-    log,
-    topology,
-    config: {
-      commitIntervalMs: 100,
-      commitMaxRecords: 10_000,
-      pollMaxRecords: 1_000,
-      pollMaxWaitMs: 100,
-      purgeRepartitionRecords: 10_000,
-      cacheMaxBytesPerStore: 16 * 1024 * 1024,
-      errorPolicy: 'dead-letter',
-    },
-    metrics: new Metrics({ defaultMetrics: false }),
-    logger: silentLogger(),
-    openBackend: (store, partition) => new LevelBackend(log.db, `${topology.applicationId}/${store.name}`, partition),
-  });
-}
-
 /** The event loop's p99 delay in ms while `fn` runs. */
 async function p99DuringMs<T>(fn: () => Promise<T>): Promise<{ result: T; p99Ms: number }> {
   const histogram = monitorEventLoopDelay({ resolution: 1 });
@@ -133,7 +111,7 @@ async function p99DuringMs<T>(fn: () => Promise<T>): Promise<{ result: T; p99Ms:
 async function topologyRun(log: EmbeddedLog, options: InferenceBenchmarkOptions, model: LoadedModel, maxBatch: number): Promise<{ rowsPerS: number; p99Ms: number }> {
   const output = `predictions-${maxBatch}`;
   await log.createTopic({ name: output, partitions: options.partitions });
-  const runner = runnerFor(log, scoring(`bench-infer-${maxBatch}`, output, model, maxBatch));
+  const runner = benchRunner(log, scoring(`bench-infer-${maxBatch}`, output, model, maxBatch), log.db);
   const { result: seconds, p99Ms } = await p99DuringMs(async () => {
     const started = performance.now();
     await runner.start();
@@ -157,7 +135,7 @@ async function topologyRun(log: EmbeddedLog, options: InferenceBenchmarkOptions,
 async function idleRun(log: EmbeddedLog, options: InferenceBenchmarkOptions, model: LoadedModel): Promise<number> {
   await log.createTopic({ name: 'predictions-idle', partitions: options.partitions });
   // Its own application over `features`, started before anything is produced.
-  const runner = runnerFor(log, scoring('bench-infer-idle', 'predictions-idle', model, MICRO_BATCH));
+  const runner = benchRunner(log, scoring('bench-infer-idle', 'predictions-idle', model, MICRO_BATCH), log.db);
   await runner.start();
   const { p99Ms } = await p99DuringMs(() => new Promise((resolve) => setTimeout(resolve, options.idleMs)));
   await runner.stop();

@@ -12,13 +12,11 @@ import { ClassicLevel } from 'classic-level';
 import kafkajs from 'kafkajs';
 import { KafkaLog } from '../engine/log/kafka/kafka-log.js';
 import type { AppendRecord, Log } from '../engine/log/log.js';
-import { silentLogger } from '../engine/logger.js';
-import { Metrics } from '../engine/metrics/metrics.js';
-import { TopologyRunner } from '../engine/runtime/runner.js';
+import type { TopologyRunner } from '../engine/runtime/runner.js';
 import { Serdes } from '../engine/serde/serde.js';
-import { LevelBackend } from '../engine/state/backend.js';
 import { StreamsBuilder } from '../engine/topology/builder.js';
 import type { Topology } from '../engine/topology/topology.js';
+import { benchRunner } from './runner.js';
 
 export interface KafkaBenchmarkOptions {
   readonly brokers: string[];
@@ -88,23 +86,7 @@ async function engine(options: KafkaBenchmarkOptions, log: Log, build: (input: s
   const state = new ClassicLevel<Buffer, Buffer>(dir, { keyEncoding: 'buffer', valueEncoding: 'buffer' });
   await state.open();
   const topology = build(input, output);
-  const runner = new TopologyRunner({
-    log,
-    topology,
-    config: {
-      commitIntervalMs: 100,
-      commitMaxRecords: 10_000,
-      pollMaxRecords: 1_000,
-      pollMaxWaitMs: 100,
-      purgeRepartitionRecords: 10_000,
-      cacheMaxBytesPerStore: 16 * 1024 * 1024,
-      errorPolicy: 'dead-letter',
-    },
-    metrics: new Metrics({ defaultMetrics: false }),
-    logger: silentLogger(),
-    openBackend: (store, partition) => new LevelBackend(state, `${topology.applicationId}/${store.name}`, partition),
-    localState: { write: async (writes) => void (writes.length > 0 && (await state.batch(writes.map((w) => ({ ...w }))))) },
-  });
+  const runner = benchRunner(log, topology, state, { localState: { write: async (writes) => void (writes.length > 0 && (await state.batch(writes.map((w) => ({ ...w }))))) } });
   const started = performance.now();
   await runner.start();
   for (;;) {

@@ -17,15 +17,13 @@ import { performance } from 'node:perf_hooks';
 import { ClassicLevel } from 'classic-level';
 import { EmbeddedLog } from '../engine/log/embedded/embedded-log.js';
 import type { AppendRecord } from '../engine/log/log.js';
-import { silentLogger } from '../engine/logger.js';
-import { Metrics } from '../engine/metrics/metrics.js';
-import { TopologyRunner } from '../engine/runtime/runner.js';
+import type { TopologyRunner } from '../engine/runtime/runner.js';
 import { Serdes } from '../engine/serde/serde.js';
-import { LevelBackend } from '../engine/state/backend.js';
 import { StreamsBuilder } from '../engine/topology/builder.js';
 import type { Topology } from '../engine/topology/topology.js';
 import { inferenceRound, MICRO_BATCH, MODEL, WORKERS, type InferenceFigures } from './inference.js';
 import { kafkaRound, type KafkaFigures } from './kafka.js';
+import { benchRunner } from './runner.js';
 
 const quick = process.argv.includes('--quick');
 const ROUNDS = quick ? 1 : 3;
@@ -106,22 +104,7 @@ async function topologyThroughput(build: () => Topology): Promise<number> {
     await log.createTopic({ name: 'in', partitions: PARTITIONS });
     await log.createTopic({ name: 'out', partitions: PARTITIONS });
     const topology = build();
-    const runner = new TopologyRunner({
-      log,
-      topology,
-      config: {
-        commitIntervalMs: 100,
-        commitMaxRecords: 10_000,
-        pollMaxRecords: 1_000,
-        pollMaxWaitMs: 100,
-        purgeRepartitionRecords: 10_000,
-        cacheMaxBytesPerStore: 16 * 1024 * 1024,
-        errorPolicy: 'dead-letter',
-      },
-      metrics: new Metrics({ defaultMetrics: false }),
-      logger: silentLogger(),
-      openBackend: (store, partition) => new LevelBackend(log.db, `${topology.applicationId}/${store.name}`, partition),
-    });
+    const runner = benchRunner(log, topology, log.db);
     await runner.start();
     const started = performance.now();
     for (let i = 0; i < EVENTS; i += APPEND_BATCH) {
