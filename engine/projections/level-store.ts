@@ -226,21 +226,28 @@ export class LevelProjectionStore implements ProjectionStore {
     this.#checkOpen();
     validateProjectionId(projection);
     const normalized = normalizeBatch(batch, this.limits);
-    const { topic, partition, nextOffset } = normalized.source;
     return this.#serial(async () => {
       const existing = this.#projections.get(refKey(projection));
       const id = existing?.id ?? this.#nextId;
       const ops: BatchOp[] = [];
-      const posKey = positionKey(id, topic, partition);
-      const stored = existing === undefined ? undefined : await this.#db.get(posKey);
-      const current = stored === undefined ? { nextOffset: 0, maxTimestampMs: -1 } : decodePosition(stored);
-      if (nextOffset <= current.nextOffset) return { status: 'skipped', position: current.nextOffset as Offset };
+      // Every source must be beyond its stored position, or nothing is written.
+      const advanced: Array<{ key: Buffer; nextOffset: number; maxTimestampMs: number }> = [];
+      for (const { topic, partition, nextOffset } of normalized.sources) {
+        const posKey = positionKey(id, topic, partition);
+        const stored = existing === undefined ? undefined : await this.#db.get(posKey);
+        const current = stored === undefined ? { nextOffset: 0, maxTimestampMs: -1 } : decodePosition(stored);
+        if (nextOffset <= current.nextOffset) return { status: 'skipped', position: current.nextOffset as Offset };
+        advanced.push({ key: posKey, nextOffset, maxTimestampMs: Math.max(current.maxTimestampMs, normalized.maxTimestampMs) });
+      }
       if (existing === undefined) {
         ops.push({ type: 'put', key: projectionKey(projection), value: Buffer.from(JSON.stringify({ id })) });
         ops.push({ type: 'put', key: Buffer.of(PREFIX_SEQUENCE), value: u64Value(id + 1) });
       }
-      const maxTimestampMs = Math.max(current.maxTimestampMs, normalized.maxTimestampMs);
-      ops.push({ type: 'put', key: posKey, value: encodePosition(nextOffset, maxTimestampMs) });
+      let maxTimestampMs = -1;
+      for (const position of advanced) {
+        ops.push({ type: 'put', key: position.key, value: encodePosition(position.nextOffset, position.maxTimestampMs) });
+        maxTimestampMs = Math.max(maxTimestampMs, position.maxTimestampMs);
+      }
       const streamTimeBeforeMs = existing?.streamTimeMs ?? -1;
       let expiredOps = 0;
       for (const op of normalized.ops) {
@@ -258,7 +265,7 @@ export class LevelProjectionStore implements ProjectionStore {
       } else {
         existing.streamTimeMs = Math.max(existing.streamTimeMs, maxTimestampMs);
       }
-      return { status: 'applied', position: nextOffset, expiredOps };
+      return { status: 'applied', position: normalized.source.nextOffset, expiredOps };
     });
   }
 

@@ -1,16 +1,16 @@
 /**
  * `ProjectionStore` is the one seam between projections and where their read models live. `LevelProjectionStore`
- * (embedded, `level-store.ts`) implements it and a Cassandra store (`cassandra-driver`) will; both must pass the
- * conformance suite in `test/conformance/projection-store.ts`, test for test.
+ * (embedded, `level-store.ts`) and `CassandraProjectionStore` (shared, `cassandra-store.ts`) implement it; both pass
+ * the conformance suite in `test/conformance/projection-store.ts`, test for test.
  *
  * The model. A projection is addressed by a `ProjectionId`: a name and a namespace (`live`, a rebuild generation
  * such as `gen-2`, a replay sandbox). Namespaces share nothing. A projection exists from its first applied batch
  * until it is dropped; reads of one that does not exist answer as an empty projection (absent, no items).
  *
- * - **Apply** writes one `ProjectionBatch` atomically: its puts and deletes *and* the new position of one source
- *   (topic, partition). Positions are "next offset to read" offsets (as everywhere in Millrace, see `log.ts`): one
+ * - **Apply** writes one `ProjectionBatch` atomically: its puts and deletes *and* the new position of its source
+ *   (topic, partition), or of each of its sources (a batch of records from several partitions). Positions are "next offset to read" offsets (as everywhere in Millrace, see `log.ts`): one
  *   past the last record the batch applied. A batch whose `nextOffset` is not beyond the stored position of its
- *   partition is **skipped** (nothing written, `{ status: 'skipped' }`), not refused: after a crash the consumer
+ *   partition (any of them, for several sources) is **skipped** (nothing written, `{ status: 'skipped' }`), not refused: after a crash the consumer
  *   re-reads from the position it committed to the source, which may be behind this store, and re-applying what is
  *   already here must be a harmless no-op. That is what makes applying exactly-once.
  * - **Versions.** Every put and delete carries the event time it is valid from (`timestampMs`). A key keeps its
@@ -33,30 +33,45 @@
  *   written meanwhile. Keys written behind the cursor are not seen; keys written ahead of it are.
  * - **Limits** bound every request (`ProjectionLimits`); a refused request leaves nothing behind.
  *
- * How this maps to Cassandra (keyspace per store; one partition per projection id, so every batch is single-
- * partition and may be conditional):
+ * How this maps to Cassandra (`cassandra-store.ts`; keyspace per store; one partition per projection id, so every
+ * batch is single-partition and may be conditional; every write to that partition is conditional, so that Paxos
+ * orders their timestamps):
  *
  *   projections (bucket text, name text, namespace text, id timeuuid, PRIMARY KEY (bucket, name, namespace))
- *       one small registry partition (`bucket = 'all'`); created with `INSERT … IF NOT EXISTS` (LWT). `list` reads it.
- *   active (name text PRIMARY KEY, namespace text)                    `activate`/`active`
- *   projection_data (id timeuuid, kind tinyint, k text, ts bigint, p int, next_offset bigint, max_ts bigint,
- *                    value text, deleted boolean, PRIMARY KEY ((id), kind, k, ts)) WITH CLUSTERING ORDER BY
+ *       one small registry partition (`bucket = 'all'`), the truth of which projections exist and where (`id`);
+ *       every call reads it. `list` reads the partition.
+ *   active (bucket text, name text, namespace text, id timeuuid, PRIMARY KEY (bucket, name))       `activate`/`active`
+ *       one partition too; the pointer holds the id, so it never points at a dropped and re-created namesake.
+ *   drops (bucket text, id timeuuid, name text, namespace text, PRIMARY KEY (bucket, id))
+ *       drops whose housekeeping has not finished; `open` finishes those whose id is no longer registered.
+ *   projection_data (id timeuuid, kind tinyint, k text, ts bigint, next_offset bigint, max_ts bigint, write_id
+ *                    timeuuid, value text, PRIMARY KEY ((id), kind, k, ts)) WITH CLUSTERING ORDER BY
  *                    (kind ASC, k ASC, ts DESC)
- *       kind 0 = a position row (k = topic, ts = partition), kind 1 = a version row (k = key, ts = event time).
- *   apply:   read the position rows (this partition's, and the max time over all: expiry), then
- *            BEGIN BATCH (logged, conditional) UPDATE … SET next_offset = :new, max_ts = :max WHERE id, kind=0,
- *            k=:topic, ts=:partition IF next_offset = :read (or IF NOT EXISTS); INSERT version rows …; APPLY BATCH.
- *            All rows are in one partition, so the condition and the writes commit together (Paxos); `[applied] =
- *            false` with a position ≥ the batch's is a skip, anything else is re-read and retried. Expiry and
- *            prune read stream time over all partitions: with several writers per projection, also condition on a
- *            projection-level stream-time row (same partition) so that neither acts on a stale boundary.
- *   get:     SELECT … WHERE id = ? AND kind = 1 AND k = ? [AND ts <= :asOf] LIMIT 1   (ts DESC: the newest first)
- *   scan:    SELECT … WHERE id = ? AND kind = 1 AND k > :cursor [AND k >= :prefix AND k < :prefixEnd] (paged by
- *            our own key cursor, not the driver's page state, so cursors mean the same on both stores)
+ *       kind 0, k = '' (topics are never empty), ts = 0: the head row, max_ts = stream time, write_id = a fresh
+ *       timeuuid per write (it tells a timed-out write's outcome, and guards prune);
+ *       kind 0, k = topic, ts = partition: a position row; kind 1, k = key, ts = event time: a version row, value =
+ *       the JSON, or '' for a tombstone (no null: a null writes a cell tombstone that reads would have to skip).
+ *   apply:   SELECT … WHERE id = ? AND kind = 0 AND (k, ts) IN (('', 0), (:topic, :partition)) (head and position),
+ *            then BEGIN BATCH (logged, conditional) UPDATE head SET max_ts, write_id IF max_ts = :read (no writer
+ *            expires ops against a stale boundary); UPDATE position … IF next_offset = :read (or INSERT … IF NOT
+ *            EXISTS); INSERT version rows …; APPLY BATCH. All rows are in one partition, so the conditions and the
+ *            writes commit together (Paxos); `[applied] = false` with a position ≥ the batch's is a skip, anything
+ *            else is re-read and retried (a bounded number of times). A new projection's first batch goes into a
+ *            fresh partition (INSERT head … IF NOT EXISTS), then `INSERT INTO projections … IF NOT EXISTS` makes it
+ *            exist; a writer that loses that race removes its partition and applies to the winner's.
+ *   get:     SELECT … WHERE id = ? AND kind = 1 AND k = ? AND ts <= :asOf LIMIT 1   (ts DESC: the newest first)
+ *   scan:    SELECT … WHERE id = ? AND kind = 1 AND k >= :from [AND k < :prefixEnd], from = the prefix or the cursor's
+ *            key + U+0000 (keys never hold it), prefixEnd = the prefix with its last code point raised by one; paged
+ *            by our own key cursor, not the driver's page state, so cursors mean the same on both stores
  *   positions / stream time: SELECT … WHERE id = ? AND kind = 0
- *   prune:   DELETE … WHERE id = ? AND kind = 1 AND k = ? AND ts < :keepFrom   (a range tombstone per key)
- *   drop:    DELETE FROM projections … IF EXISTS, then DELETE FROM projection_data WHERE id = ? (one partition)
- * A batch's size is bounded (`maxBatchBytes`, `maxOpsPerBatch`) below Cassandra's batch_size_fail_threshold.
+ *   prune:   BEGIN BATCH UPDATE head SET write_id = :new IF write_id = :read (as read before the versions: a batch
+ *            applied meanwhile fails it, and the chunk is read again); DELETE … WHERE id = ? AND kind = 1 AND k = ?
+ *            AND ts < :keep (ts <= for a tombstone at the boundary), a range tombstone per key …; APPLY BATCH
+ *   drop:    INSERT INTO drops, DELETE FROM projections … IF id = ? (the commit point), DELETE FROM active … IF id = ?,
+ *            DELETE FROM projection_data WHERE id = ? (one partition), DELETE FROM drops
+ * A batch's size is bounded by `maxBatchBytes` and `maxOpsPerBatch`. Cassandra's batch_size_fail_threshold (50 KiB)
+ * does not apply to single-partition batches (CASSANDRA-10876); what does is max_mutation_size (half of
+ * commitlog_segment_size: 16 MiB by default), well above the default 4 MiB.
  */
 import { MillraceError, type ErrorCode } from '../errors.js';
 import { TOPIC_NAME_PATTERN, type Offset } from '../log/log.js';
@@ -88,7 +103,12 @@ export interface SourcePosition {
 }
 
 export interface ProjectionBatch {
-  readonly source: SourcePosition;
+  /**
+   * The position this batch advances; or `sources`, several (distinct partitions), when one batch applies records of
+   * several partitions together (a runner that merges its partitions in event-time order). Exactly one of the two.
+   */
+  readonly source?: SourcePosition;
+  readonly sources?: readonly SourcePosition[];
   /** May be empty: a batch of records that changed nothing still advances the position. */
   readonly ops: readonly ProjectionOp[];
 }
@@ -100,7 +120,7 @@ export type ApplyResult =
       /** Ops dropped for being older than the history boundary (see "Expired ops"). */
       readonly expiredOps: number;
     }
-  /** The batch's `nextOffset` was not beyond the stored one (shown): nothing was written. */
+  /** A `nextOffset` of the batch was not beyond the stored one (shown, of the first such source): nothing was written. */
   | { readonly status: 'skipped'; readonly position: Offset };
 
 export interface ProjectionPosition extends SourcePosition {
@@ -292,7 +312,10 @@ export function validateReadOptions(options: ReadOptions | undefined): void {
 
 /** A validated batch: ops collapsed so each (key, time) appears once, the last op winning. */
 export interface NormalizedBatch {
+  /** The first source (the only one of most batches). */
   readonly source: SourcePosition;
+  /** Every source, each (topic, partition) once. */
+  readonly sources: readonly SourcePosition[];
   readonly ops: ReadonlyArray<{ readonly key: string; readonly timestampMs: number; readonly json: string | null }>;
   /** Greatest op time, -1 for a batch without ops. */
   readonly maxTimestampMs: number;
@@ -304,17 +327,27 @@ export interface NormalizedBatch {
  * not the later one.
  */
 export function normalizeBatch(batch: ProjectionBatch, limits: ProjectionLimits): NormalizedBatch {
-  const { source, ops } = batch;
+  const { ops } = batch;
   const refuse = (message: string, details: Record<string, unknown> = {}): never => {
     throw new MillraceError(ProjectionErrorCodes.invalidBatch, message, { details });
   };
-  if (typeof source?.topic !== 'string' || !TOPIC_NAME_PATTERN.test(source.topic)) refuse(`batch.source.topic must match ${TOPIC_NAME_PATTERN}`);
-  if (!Number.isSafeInteger(source.partition) || source.partition < 0) refuse(`batch.source.partition must be a non-negative integer, got ${source.partition}`);
-  if (!Number.isSafeInteger(source.nextOffset) || source.nextOffset < 0) {
-    throw new MillraceError(ProjectionErrorCodes.invalidPosition, `batch.source.nextOffset must be a non-negative integer, got ${source.nextOffset}`, {
-      details: { topic: source.topic, partition: source.partition },
-    });
+  if ((batch.source === undefined) === (batch.sources === undefined)) refuse('a batch has either a source or sources');
+  const sources = batch.sources ?? [batch.source!];
+  if (!Array.isArray(sources) || sources.length === 0) refuse('batch.sources must be a non-empty array');
+  const seen = new Set<string>();
+  for (const source of sources) {
+    if (typeof source?.topic !== 'string' || !TOPIC_NAME_PATTERN.test(source.topic)) refuse(`batch.source.topic must match ${TOPIC_NAME_PATTERN}`);
+    if (!Number.isSafeInteger(source.partition) || source.partition < 0) refuse(`batch.source.partition must be a non-negative integer, got ${source.partition}`);
+    if (!Number.isSafeInteger(source.nextOffset) || source.nextOffset < 0) {
+      throw new MillraceError(ProjectionErrorCodes.invalidPosition, `batch.source.nextOffset must be a non-negative integer, got ${source.nextOffset}`, {
+        details: { topic: source.topic, partition: source.partition },
+      });
+    }
+    const id = `${source.topic}\u0000${source.partition}`;
+    if (seen.has(id)) refuse(`batch.sources names ${source.topic}/${source.partition} twice`);
+    seen.add(id);
   }
+  const source = sources[0]!;
   if (!Array.isArray(ops)) refuse('batch.ops must be an array');
   if (ops.length > limits.maxOpsPerBatch) refuse(`a batch holds at most ${limits.maxOpsPerBatch} ops, got ${ops.length}`, { ops: ops.length });
   let bytes = 0;
@@ -340,7 +373,7 @@ export function normalizeBatch(batch: ProjectionBatch, limits: ProjectionLimits)
     byVersion.delete(id); // re-inserted last: the later op wins and keeps batch order
     byVersion.set(id, { key: op.key, timestampMs: op.timestampMs, json });
   }
-  return { source, ops: [...byVersion.values()], maxTimestampMs };
+  return { source, sources, ops: [...byVersion.values()], maxTimestampMs };
 }
 
 function serializeValue(value: JsonValue, index: number): string {

@@ -109,8 +109,8 @@ export class ReferenceProjection {
   }
 
   apply(b: ProjectionBatch): 'applied' | 'skipped' {
-    const source = `${b.source.topic}\u0000${b.source.partition}`;
-    if (b.source.nextOffset <= (this.#positions.get(source) ?? 0)) return 'skipped';
+    const sources = b.sources ?? [b.source!];
+    if (sources.some((s) => s.nextOffset <= (this.#positions.get(`${s.topic}\u0000${s.partition}`) ?? 0))) return 'skipped';
     const boundaryBefore = this.boundaryMs;
     for (const op of b.ops) {
       if (op.timestampMs < boundaryBefore) continue;
@@ -119,7 +119,7 @@ export class ReferenceProjection {
       versions.set(op.timestampMs, op.type === 'put' ? { value: op.value } : null);
     }
     for (const op of b.ops) this.#streamTimeMs = Math.max(this.#streamTimeMs, op.timestampMs);
-    this.#positions.set(source, b.source.nextOffset);
+    for (const s of sources) this.#positions.set(`${s.topic}\u0000${s.partition}`, s.nextOffset);
     return 'applied';
   }
 
@@ -233,6 +233,28 @@ export function runProjectionStoreSuite(name: string, factory: ProjectionStoreFa
         expect(await store().apply(p, batch(9, []))).toMatchObject({ status: 'applied', position: 9 });
         expect((await store().positions(p))[0]).toMatchObject({ nextOffset: 9, maxTimestampMs: 1 });
         expect(await store().get(p, 'a')).toMatchObject({ value: 1 });
+      });
+
+      it('applies a batch of several sources with all their positions, or skips it whole when any is not beyond', async () => {
+        const p = projection('sources');
+        const at = (partition: number, nextOffset: number, topic = 'events') => ({ topic, partition, nextOffset: offset(nextOffset) });
+        expect(await store().apply(p, { sources: [at(0, 4), at(1, 2), at(0, 9, 'other')], ops: [put('a', 1, 10), put('b', 2, 20)] })).toMatchObject({ status: 'applied' });
+        expect(await store().positions(p)).toEqual([
+          { topic: 'events', partition: 0, nextOffset: 4, maxTimestampMs: 20 },
+          { topic: 'events', partition: 1, nextOffset: 2, maxTimestampMs: 20 },
+          { topic: 'other', partition: 0, nextOffset: 9, maxTimestampMs: 20 },
+        ]);
+        // Beyond on partition 0, not on partition 1: nothing is written, no position moves.
+        expect(await store().apply(p, { sources: [at(0, 6), at(1, 2)], ops: [put('a', 'no', 30)] })).toMatchObject({ status: 'skipped' });
+        expect(await store().get(p, 'a')).toEqual({ status: 'found', value: 1, timestampMs: 10 });
+        expect((await store().positions(p)).map((x) => x.nextOffset)).toEqual([4, 2, 9]);
+        // A new partition among old ones.
+        expect(await store().apply(p, { sources: [at(0, 5), at(2, 1)], ops: [put('c', 3, 25)] })).toMatchObject({ status: 'applied' });
+        expect((await store().positions(p)).map((x) => `${x.topic}/${x.partition}@${x.nextOffset}`)).toEqual(['events/0@5', 'events/1@2', 'events/2@1', 'other/0@9']);
+        await expectCode(store().apply(p, { sources: [at(0, 7), at(0, 8)], ops: [] }), ProjectionErrorCodes.invalidBatch);
+        await expectCode(store().apply(p, { source: at(0, 7), sources: [at(1, 8)], ops: [] }), ProjectionErrorCodes.invalidBatch);
+        await expectCode(store().apply(p, { sources: [], ops: [] }), ProjectionErrorCodes.invalidBatch);
+        expect((await store().positions(p)).map((x) => x.nextOffset)).toEqual([5, 2, 1, 9]);
       });
 
       it('given concurrent batches of one partition in any order, then each applies once or is skipped', async () => {
