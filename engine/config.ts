@@ -27,6 +27,32 @@ const TopologyRef = z.union([
 
 const BrokerAddress = z.string().regex(/^[^\s:,]+:\d{1,5}$/, 'a broker address is host:port');
 
+const ProjectionRef = z.union([
+  z.string(),
+  z.object({
+    module: z.string().describe('A projection module: a path (relative to the config file) or a built-in name such as "pipeline/alerts".'),
+    options: z.record(z.string(), z.unknown()).default({}).describe('Passed to the module when it exports a function.'),
+  }).strict(),
+]);
+
+const DAY_MS = 24 * 3_600_000;
+
+const ProjectionStoreConfig = z.object({
+  kind: z.enum(['level', 'cassandra']).default('level').describe('Where read models live: LevelDB in the data directory, or Cassandra.'),
+  historyRetentionMs: z.number().int().min(0).default(7 * DAY_MS).describe('How far back (event time) `asOf` queries are answered; older versions are pruned.'),
+  pruneIntervalMs: z.number().int().min(0).default(10 * 60_000).describe('How often versions older than the retained history are removed (0: never).'),
+  cassandra: z.object({
+    contactPoints: z.array(BrokerAddress).min(1).describe('Cassandra nodes, host:port.'),
+    localDataCenter: z.string().default('datacenter1').describe('The data center the driver routes to.'),
+    keyspace: z.string().regex(/^[a-z][a-z0-9_]{0,47}$/, 'a keyspace is lower-case letters, digits and _').default('millrace').describe('Keyspace of the read models (created if missing).'),
+    replicationFactor: z.number().int().min(1).max(10).default(1).describe('Replication factor of a keyspace it creates (SimpleStrategy).'),
+  }).strict().optional().describe('The Cassandra cluster, with kind "cassandra".'),
+}).strict().refine((store) => store.kind !== 'cassandra' || store.cassandra !== undefined, {
+  message: 'kind "cassandra" needs cassandra.contactPoints (e.g. ["127.0.0.1:9042"])',
+  path: ['cassandra'],
+});
+
+
 export const ConfigSchema = z.object({
   dataDir: z.string().default('.millrace').describe('Where the embedded log and state live (with Kafka: the local state).'),
   brokers: z.array(BrokerAddress).min(1).optional().describe('Apache Kafka bootstrap brokers: run on Kafka instead of the embedded log.'),
@@ -76,11 +102,14 @@ export const ConfigSchema = z.object({
   }),
   topics: z.array(TopicConfig).default([]).describe('Topics created at start if missing.'),
   topologies: z.array(TopologyRef).default([]).describe('Topologies to run.'),
+  projections: z.array(ProjectionRef).default([]).describe('Projections (read models) to keep.'),
+  projectionStore: ProjectionStoreConfig.default({ kind: 'level', historyRetentionMs: 7 * DAY_MS, pruneIntervalMs: 10 * 60_000 }).describe('Where projections keep their read models.'),
 }).strict();
 
 export type MillraceConfig = z.infer<typeof ConfigSchema>;
 export type TopicConfig = z.infer<typeof TopicConfig>;
 export type TopologyRef = z.infer<typeof TopologyRef>;
+export type ProjectionRefConfig = z.infer<typeof ProjectionRef>;
 
 export interface LoadedConfig {
   readonly config: Readonly<MillraceConfig>;

@@ -44,6 +44,15 @@ export const ErrorCodes = {
   MILLRACE_INFERENCE_OVERLOADED: { status: 503, title: 'Inference queue is full', retriable: true },
   MILLRACE_INFERENCE_FAILED: { status: 500, title: 'Inference failed', retriable: false },
   MILLRACE_TRAINING_FAILED: { status: 500, title: 'Training job failed', retriable: false },
+  // projections and replays
+  MILLRACE_PROJECTION_INVALID: { status: 500, title: 'Invalid projection definition', retriable: false },
+  MILLRACE_PROJECTION_UNKNOWN: { status: 404, title: 'Unknown projection', retriable: false },
+  MILLRACE_PROJECTION_KEY_ABSENT: { status: 404, title: 'Key is absent from the projection', retriable: false },
+  MILLRACE_PROJECTION_NOT_RETAINED: { status: 410, title: 'That moment is older than the retained history', retriable: false },
+  MILLRACE_PROJECTION_BUSY: { status: 409, title: 'The projection is already being rebuilt', retriable: true },
+  MILLRACE_REPLAY_INVALID: { status: 400, title: 'Invalid replay request', retriable: false },
+  MILLRACE_REPLAY_UNKNOWN: { status: 404, title: 'Unknown replay', retriable: false },
+  MILLRACE_REPLAY_LIMIT: { status: 429, title: 'Too many replays are running', retriable: true },
   // the HTTP edge
   MILLRACE_HTTP_BAD_REQUEST: { status: 400, title: 'Bad request', retriable: false },
   MILLRACE_HTTP_MALFORMED_JSON: { status: 400, title: 'Malformed JSON', retriable: false },

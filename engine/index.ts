@@ -77,3 +77,6 @@ export type { TopologyContext } from './runtime/modules.js';
 export { Engine } from './runtime/engine.js';
 export { loadConfig, parseConfig, type MillraceConfig } from './config.js';
 export { TopologyTestDriver, TestInputTopic, TestOutputTopic } from './testing/topology-test-driver.js';
+export { defineProjection, type ProjectionContext, type ProjectionDefinition, type ProjectionEvent } from './projections/projection.js';
+export type { JsonValue, ProjectionStore } from './projections/store.js';
+export { ProjectionTestDriver } from './testing/projection-test-driver.js';

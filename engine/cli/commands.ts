@@ -1,5 +1,7 @@
 import { demoCommand } from './commands/demo.js';
 import { produceCommand } from './commands/produce.js';
+import { queryCommand } from './commands/query.js';
+import { replayCommand } from './commands/replay.js';
 import { statusCommand } from './commands/status.js';
 import { tailCommand } from './commands/tail.js';
 import { topicsCommand } from './commands/topics.js';
@@ -7,7 +9,7 @@ import type { Command } from './commands/shared.js';
 
 export type { CliIo, Command } from './commands/shared.js';
 export { USAGE_EXIT_CODE } from './commands/shared.js';
-export { demoCommand, produceCommand, statusCommand, tailCommand, topicsCommand };
+export { demoCommand, produceCommand, queryCommand, replayCommand, statusCommand, tailCommand, topicsCommand };
 export { formatRecord } from './commands/tail.js';
 
 /** The data commands, which talk to a running engine over HTTP. `up` starts one, and lives apart. */
@@ -16,5 +18,7 @@ export const commands: Readonly<Record<string, Command>> = Object.freeze({
   produce: produceCommand,
   tail: tailCommand,
   status: statusCommand,
+  query: queryCommand,
+  replay: replayCommand,
   demo: demoCommand,
 });

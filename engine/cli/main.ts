@@ -11,6 +11,8 @@ Commands:
   produce <topic>         send JSON lines from stdin or --file to a topic
   tail <topic>            print a topic's records as JSON lines (--from-beginning, --follow, …)
   status                  show applications, tasks and lag
+  query [<proj> [<key>]]  read projections (--as-of TIME for any retained moment, --prefix, --all)
+  replay --projection P   replay a slice of history into a sandbox (--from, --to, --code FILE) and diff it with live
   demo generate           send the demo's card-transaction traffic, with labels and an optional drift
 
 Every command takes --help, and --url URL to name the engine (default: $MILLRACE_URL, else http://127.0.0.1:8080).
@@ -40,7 +42,7 @@ export async function main(argv: string[], io?: CliIo): Promise<number> {
       if (err.code === 'EPIPE') process.exit(0);
       throw err;
     });
-    if (command === 'tail' || command === 'demo') {
+    if (command === 'tail' || command === 'demo' || command === 'replay') {
       // The first Ctrl-C stops following cleanly; a second one kills as usual.
       const controller = new AbortController();
       const onInterrupt = (): void => controller.abort();

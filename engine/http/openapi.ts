@@ -25,14 +25,64 @@ const topicParameter = {
 
 const internalError = problemResponse('The engine failed (the detail never holds internals).');
 
+const projectionParameter = {
+  name: 'name',
+  in: 'path',
+  required: true,
+  description: 'A projection name: 1 to 200 of a-z A-Z 0-9 . _ -',
+  schema: { type: 'string', minLength: 1, maxLength: 200 },
+};
+
+const replayParameter = { name: 'id', in: 'path', required: true, description: 'A replay id.', schema: { type: 'string', minLength: 1 } };
+
+const limitParameter = (description: string): Record<string, unknown> => ({
+  name: 'limit',
+  in: 'query',
+  required: false,
+  description: `${description} At most the projection store's maxScanLimit (1000 unless configured otherwise).`,
+  schema: { type: 'integer', minimum: 1, maximum: 1000, default: 100 },
+});
+
+const cursorParameter = {
+  name: 'cursor',
+  in: 'query',
+  required: false,
+  description: 'The `nextCursor` of the page before (opaque).',
+  schema: { type: 'string' },
+};
+
+const asOfParameter = {
+  name: 'asOf',
+  in: 'query',
+  required: false,
+  description:
+    'Answer as of this event time: an ISO 8601 date-time with a time zone (2026-11-24T08:00:00Z) or milliseconds ' +
+    'since 1970. Without it, the latest. It must be within the retained history (else 410).',
+  schema: { type: 'string', example: '2026-11-24T08:00:00Z' },
+};
+
+const notRetainedResponse = {
+  description:
+    '`asOf` is older than the history the projection keeps (MILLRACE_PROJECTION_NOT_RETAINED); `retainedFrom` is the ' +
+    'earliest moment answered. A replay to that moment (POST /replays with `to`) can still show it.',
+  content: { 'application/problem+json': { schema: ref('NotRetainedProblem') } },
+};
+
+const badPath = problemResponse('The path is not valid percent-encoded UTF-8 (MILLRACE_HTTP_BAD_REQUEST).');
+
+const storeNotOpen = problemResponse('The projection store is not open (MILLRACE_LOG_NOT_OPEN, MILLRACE_LOG_CLOSED).');
+
+/** Any JSON value a projection holds. */
+const jsonValue = { description: 'Any JSON value.', nullable: true };
+
 export const openApiDocument = Object.freeze({
   openapi: '3.0.3',
   info: {
     title: 'Millrace',
     version: '0.1.0',
     description:
-      'The HTTP API of a Millrace engine: topics, producing and reading events, health, status, topologies and ' +
-      'Prometheus metrics. Every error is an RFC 7807 problem document (application/problem+json) with a stable `code`.',
+      'The HTTP API of a Millrace engine: topics, producing and reading events, health, status, topologies, ' +
+      'Prometheus metrics, projections (read models, as of any retained moment) and replays. Every error is an RFC 7807 problem document (application/problem+json) with a stable `code`.',
   },
   paths: {
     '/topics': {
@@ -269,6 +319,217 @@ export const openApiDocument = Object.freeze({
         },
       },
     },
+    '/projections': {
+      get: {
+        operationId: 'listProjections',
+        summary: 'Every projection: its namespace, state, lag per source partition, and any rebuild',
+        description: 'An engine without projections lists none.',
+        responses: {
+          '200': json('The projections, in the order they are defined.', {
+            type: 'object',
+            required: ['projections'],
+            properties: { projections: { type: 'array', items: ref('ProjectionInfo') } },
+          }),
+          '500': internalError,
+        },
+      },
+    },
+    '/projections/{name}': {
+      get: {
+        operationId: 'scanProjection',
+        summary: 'A page of a projection\'s keys in key order, now or as of a moment, optionally under a prefix',
+        description:
+          'Keys come in the byte order of their UTF-8. Pass `nextCursor` as `cursor`, with the same `prefix`, for the ' +
+          'next page; every key present throughout is returned exactly once. A page can hold fewer than `limit` items ' +
+          'and still have a `nextCursor`; the scan is complete when there is none.',
+        parameters: [projectionParameter, { name: 'prefix', in: 'query', required: false, description: 'Only keys starting with this.', schema: { type: 'string' } }, limitParameter('Most items in the page.'), cursorParameter, asOfParameter],
+        responses: {
+          '200': json('The page.', ref('ProjectionPage')),
+          '400': badPath,
+          '404': problemResponse('No such projection (MILLRACE_PROJECTION_UNKNOWN).'),
+          '410': notRetainedResponse,
+          '422': problemResponse('`limit`, `asOf`, `prefix` or `cursor` is invalid, or given twice (MILLRACE_HTTP_VALIDATION).'),
+          '500': internalError,
+          '503': storeNotOpen,
+        },
+      },
+    },
+    '/projections/{name}/{key}': {
+      get: {
+        operationId: 'getProjectionKey',
+        summary: 'One key of a projection, now or as of a moment',
+        parameters: [
+          projectionParameter,
+          {
+            name: 'key',
+            in: 'path',
+            required: true,
+            description:
+              'The key, percent-encoded as by encodeURIComponent: `/` as %2F, a space as %20, other characters as their ' +
+              'UTF-8. Everything after the projection name is the key, so a `/` sent unencoded is read as part of it.',
+            schema: { type: 'string', minLength: 1 },
+          },
+          asOfParameter,
+        ],
+        responses: {
+          '200': json('The key\'s value, and the event time it is valid from.', ref('ProjectionEntry')),
+          '400': badPath,
+          '404': problemResponse('No such projection (MILLRACE_PROJECTION_UNKNOWN), or it has no such key, as of `asOf` when given (MILLRACE_PROJECTION_KEY_ABSENT).'),
+          '410': notRetainedResponse,
+          '422': problemResponse('`asOf` or the key is invalid (empty, over the store\'s key size), or `asOf` is given twice (MILLRACE_HTTP_VALIDATION).'),
+          '500': internalError,
+          '503': storeNotOpen,
+        },
+      },
+    },
+    '/projections/{name}/rebuild': {
+      post: {
+        operationId: 'rebuildProjection',
+        summary: 'Starts rebuilding a projection from the log beside the live one; it takes over when caught up',
+        description:
+          'The rebuild runs into the next generation namespace (`gen-2`, `gen-3`, …) while the live one keeps serving. ' +
+          'Poll `GET /projections`: its `rebuild` shows the progress, and `namespace` changes when it has switched over. ' +
+          'No body is needed.',
+        parameters: [projectionParameter],
+        responses: {
+          '202': {
+            description: 'The rebuild started.',
+            headers: { Location: { description: 'The projection: `/projections/{name}`.', schema: { type: 'string' } } },
+            content: {
+              'application/json': {
+                schema: {
+                  type: 'object',
+                  required: ['projection', 'rebuild'],
+                  properties: { projection: { type: 'string' }, rebuild: ref('RebuildStatus') },
+                },
+              },
+            },
+          },
+          '400': problemResponse('A body was sent that is not JSON (MILLRACE_HTTP_MALFORMED_JSON), or the path is not valid percent-encoded UTF-8 (MILLRACE_HTTP_BAD_REQUEST).'),
+          '404': problemResponse('No such projection (MILLRACE_PROJECTION_UNKNOWN).'),
+          '409': problemResponse('The projection is being rebuilt already (MILLRACE_PROJECTION_BUSY).'),
+          '413': problemResponse('The body is too large (MILLRACE_HTTP_TOO_LARGE).'),
+          '415': problemResponse('A body was sent that is not application/json (MILLRACE_HTTP_UNSUPPORTED_MEDIA_TYPE).'),
+          '500': internalError,
+          '503': storeNotOpen,
+        },
+      },
+    },
+    '/replays': {
+      get: {
+        operationId: 'listReplays',
+        summary: 'Every replay kept (running, finished, failed, stopped, interrupted), newest first',
+        responses: {
+          '200': json('The replays.', {
+            type: 'object',
+            required: ['replays'],
+            properties: { replays: { type: 'array', items: ref('Replay') } },
+          }),
+          '500': internalError,
+        },
+      },
+      post: {
+        operationId: 'createReplay',
+        summary: 'Replays a slice of the log through a projection or a topology, in a sandbox, recording each step; answers at once',
+        description:
+          'The replay runs in the background: poll `GET /replays/{id}` until its `state` is no longer `running`. For a ' +
+          'projection, a slice from the start of the log starts from an empty sandbox; a later one starts from live as ' +
+          'it stood just before the slice, which must still be within the retained history (else 410).',
+        requestBody: {
+          required: true,
+          content: { 'application/json': { schema: ref('ReplayRequest') } },
+        },
+        responses: {
+          '201': {
+            description: 'The replay started.',
+            headers: { Location: { description: 'The replay: `/replays/{id}`.', schema: { type: 'string' } } },
+            content: { 'application/json': { schema: ref('Replay') } },
+          },
+          '400': problemResponse('Not exactly one of `projection` and `topology` is named, no running topology has that application id, `from` or `to` is neither an offset nor an ISO 8601 time, or `code` cannot be used (MILLRACE_REPLAY_INVALID); or the body is not JSON (MILLRACE_HTTP_MALFORMED_JSON).'),
+          '404': problemResponse('No such projection (MILLRACE_PROJECTION_UNKNOWN).'),
+          '410': problemResponse('The slice starts before the retained history of live, from which the sandbox would start (MILLRACE_PROJECTION_NOT_RETAINED); `retainedFrom` says where it begins.'),
+          '413': problemResponse('The body is too large (MILLRACE_HTTP_TOO_LARGE).'),
+          '415': problemResponse('The body is not application/json (MILLRACE_HTTP_UNSUPPORTED_MEDIA_TYPE).'),
+          '422': problemResponse('The body does not have the shape of a replay request (MILLRACE_HTTP_VALIDATION).'),
+          '429': problemResponse('As many replays are running as are allowed at once (MILLRACE_REPLAY_LIMIT); retry when one has finished.'),
+          '500': internalError,
+          '503': storeNotOpen,
+        },
+      },
+    },
+    '/replays/{id}': {
+      get: {
+        operationId: 'getReplay',
+        summary: 'One replay, with its progress',
+        parameters: [replayParameter],
+        responses: {
+          '200': json('The replay.', ref('Replay')),
+          '400': badPath,
+          '404': problemResponse('No such replay (MILLRACE_REPLAY_UNKNOWN).'),
+          '500': internalError,
+        },
+      },
+      delete: {
+        operationId: 'deleteReplay',
+        summary: 'Stops a replay if it runs, and removes it with its sandbox, steps and diff',
+        parameters: [replayParameter],
+        responses: {
+          '204': { description: 'The replay is gone.' },
+          '400': badPath,
+          '404': problemResponse('No such replay (MILLRACE_REPLAY_UNKNOWN).'),
+          '500': internalError,
+          '503': storeNotOpen,
+        },
+      },
+    },
+    '/replays/{id}/steps': {
+      get: {
+        operationId: 'replaySteps',
+        summary: 'A page of a replay\'s steps, in the order the records were replayed',
+        description: 'Pass `nextCursor` as `cursor` for the next page. A running replay answers the steps recorded so far.',
+        parameters: [replayParameter, limitParameter('Most steps in the page.'), cursorParameter],
+        responses: {
+          '200': json('The page.', {
+            type: 'object',
+            required: ['steps'],
+            properties: { steps: { type: 'array', items: ref('ReplayStep') }, nextCursor: { type: 'string' } },
+          }),
+          '400': badPath,
+          '404': problemResponse('No such replay (MILLRACE_REPLAY_UNKNOWN).'),
+          '422': problemResponse('`limit` or `cursor` is invalid, or given twice (MILLRACE_HTTP_VALIDATION).'),
+          '500': internalError,
+          '503': storeNotOpen,
+        },
+      },
+    },
+    '/replays/{id}/diff': {
+      get: {
+        operationId: 'replayDiff',
+        summary: 'A page of the keys whose sandbox value differs from live\'s, as of the slice\'s last moment',
+        description:
+          'Each page looks at `limit` of the keys the replay changed, in key order, and lists those that differ: a page ' +
+          'can hold fewer entries than `limit`, even none, and still have a `nextCursor`. The diff is complete when ' +
+          'there is no `nextCursor`.',
+        parameters: [replayParameter, limitParameter('Most changed keys the page looks at.'), cursorParameter],
+        responses: {
+          '200': json('The page.', {
+            type: 'object',
+            required: ['asOf', 'entries'],
+            properties: {
+              asOf: { type: 'string', format: 'date-time', nullable: true, description: 'The moment live is read as of; null when no record was replayed.' },
+              entries: { type: 'array', items: ref('DiffEntry') },
+              nextCursor: { type: 'string' },
+            },
+          }),
+          '400': problemResponse('The replay is still running (MILLRACE_REPLAY_INVALID), or the path is not valid percent-encoded UTF-8 (MILLRACE_HTTP_BAD_REQUEST).'),
+          '404': problemResponse('No such replay, or its projection is gone (MILLRACE_REPLAY_UNKNOWN, MILLRACE_PROJECTION_UNKNOWN).'),
+          '410': problemResponse('Live is no longer retained as of the slice\'s last moment (MILLRACE_PROJECTION_NOT_RETAINED).'),
+          '422': problemResponse('`limit` or `cursor` is invalid, or given twice (MILLRACE_HTTP_VALIDATION).'),
+          '500': internalError,
+          '503': storeNotOpen,
+        },
+      },
+    },
     '/openapi.json': {
       get: {
         operationId: 'openapi',
@@ -442,6 +703,234 @@ export const openApiDocument = Object.freeze({
             description: 'By partition: the offset the next record will get.',
             additionalProperties: { type: 'integer', minimum: 0 },
           },
+        },
+      },
+      PartitionProgress: {
+        type: 'object',
+        required: ['topic', 'partition', 'position', 'end', 'lag'],
+        properties: {
+          topic: { type: 'string' },
+          partition: { type: 'integer', minimum: 0 },
+          position: { type: 'integer', minimum: 0, description: 'The next offset to apply.' },
+          end: { type: 'integer', minimum: 0, description: 'The end offset of the partition when last read (of the range, for a replay).' },
+          lag: { type: 'integer', minimum: 0, description: 'Records read but not yet applied: end − position.' },
+        },
+      },
+      RunnerState: { type: 'string', enum: ['starting', 'running', 'caught-up', 'finished', 'stopped', 'failed'] },
+      RunnerStatus: {
+        type: 'object',
+        required: ['name', 'namespace', 'state', 'partitions', 'lag', 'recordsApplied', 'deadLetters'],
+        properties: {
+          name: { type: 'string' },
+          namespace: { type: 'string' },
+          state: ref('RunnerState'),
+          partitions: { type: 'array', items: ref('PartitionProgress') },
+          lag: { type: 'integer', minimum: 0 },
+          recordsApplied: { type: 'integer', minimum: 0 },
+          deadLetters: { type: 'integer', minimum: 0 },
+          error: { type: 'string' },
+        },
+      },
+      RebuildStatus: {
+        type: 'object',
+        required: ['namespace', 'state', 'startedAt', 'progress'],
+        properties: {
+          namespace: { type: 'string', description: 'The generation being built: gen-2, gen-3, …' },
+          state: { type: 'string', enum: ['running', 'switched', 'failed'] },
+          startedAt: { type: 'string', format: 'date-time' },
+          finishedAt: { type: 'string', format: 'date-time' },
+          progress: ref('RunnerStatus'),
+          error: { type: 'string' },
+        },
+      },
+      ProjectionInfo: {
+        type: 'object',
+        required: ['name', 'topics', 'store', 'namespace', 'state', 'lag', 'partitions', 'recordsApplied', 'deadLetters', 'historyRetentionMs'],
+        properties: {
+          name: { type: 'string' },
+          description: { type: 'string' },
+          topics: { type: 'array', items: { type: 'string' } },
+          topicPattern: { type: 'string', description: 'The source of the regular expression of topics it also consumes.' },
+          store: { type: 'string', description: 'The kind of projection store: leveldb, cassandra.' },
+          namespace: { type: 'string', description: 'The namespace that serves reads: live, or the generation of the last rebuild.' },
+          state: ref('RunnerState'),
+          lag: { type: 'integer', minimum: 0, description: 'Records of the source partitions read but not yet applied, in total.' },
+          partitions: { type: 'array', items: ref('PartitionProgress') },
+          recordsApplied: { type: 'integer', minimum: 0, description: 'Since the engine started.' },
+          deadLetters: { type: 'integer', minimum: 0, description: 'Since the engine started.' },
+          historyRetentionMs: { type: 'integer', minimum: 0, description: 'How far behind the projection\'s latest event time `asOf` reads are answered.' },
+          rebuild: ref('RebuildStatus'),
+          error: { type: 'string' },
+        },
+      },
+      ProjectionPage: {
+        type: 'object',
+        required: ['projection', 'namespace', 'items'],
+        properties: {
+          projection: { type: 'string' },
+          namespace: { type: 'string' },
+          asOf: { type: 'string', format: 'date-time', description: 'The `asOf` asked, when one was.' },
+          items: {
+            type: 'array',
+            items: {
+              type: 'object',
+              required: ['key', 'value', 'validFrom'],
+              properties: {
+                key: { type: 'string' },
+                value: jsonValue,
+                validFrom: { type: 'string', format: 'date-time', description: 'The event time this value is valid from.' },
+              },
+            },
+          },
+          nextCursor: { type: 'string', description: 'Absent when the scan is complete.' },
+        },
+      },
+      ProjectionEntry: {
+        type: 'object',
+        required: ['projection', 'key', 'value', 'validFrom'],
+        properties: {
+          projection: { type: 'string' },
+          key: { type: 'string' },
+          asOf: { type: 'string', format: 'date-time', description: 'The `asOf` asked, when one was.' },
+          value: jsonValue,
+          validFrom: { type: 'string', format: 'date-time', description: 'The event time this value is valid from.' },
+        },
+      },
+      NotRetainedProblem: {
+        allOf: [
+          ref('Problem'),
+          {
+            type: 'object',
+            required: ['retainedFrom'],
+            properties: {
+              projection: { type: 'string' },
+              asOf: { type: 'string', format: 'date-time' },
+              retainedFrom: { type: 'string', format: 'date-time', description: 'The earliest moment answered now.' },
+            },
+          },
+        ],
+      },
+      ReplayBound: {
+        description: 'An offset (the same in every partition) or an ISO 8601 date-time.',
+        oneOf: [{ type: 'integer', minimum: 0 }, { type: 'string', minLength: 1 }],
+      },
+      ReplayRequest: {
+        type: 'object',
+        description: 'Names exactly one of `projection` and `topology` (else 400 MILLRACE_REPLAY_INVALID).',
+        additionalProperties: false,
+        properties: {
+          projection: { type: 'string', minLength: 1, description: 'The projection to replay.' },
+          topology: { type: 'string', minLength: 1, description: 'Or the application id of a running topology to replay.' },
+          from: { allOf: [ref('ReplayBound')], description: 'The first record: from this offset, or the first at or after this time. Default: the start of the log.' },
+          to: { allOf: [ref('ReplayBound')], description: 'The last record: up to this offset, or every record up to this time, inclusive. Default: the end the log has now.' },
+          code: { type: 'string', minLength: 1, description: 'A module on the engine\'s machine with the code to replay with instead of the live code (a projection, or a topology).' },
+        },
+      },
+      Replay: {
+        type: 'object',
+        required: ['id', 'kind', 'projection', 'namespace', 'state', 'request', 'createdAt', 'partitions', 'seededAsOfMs', 'diffAsOfMs', 'progress', 'steps', 'stepsTruncated', 'keysChanged'],
+        properties: {
+          id: { type: 'string' },
+          kind: { type: 'string', enum: ['projection', 'topology'] },
+          projection: { type: 'string', description: 'The projection replayed; for a topology, `topology.<application id>`, the sandbox\'s name in the projection store.' },
+          namespace: { type: 'string', description: 'The sandbox namespace in the projection store.' },
+          state: { type: 'string', enum: ['running', 'finished', 'failed', 'stopped', 'interrupted'] },
+          request: ref('ReplayRequest'),
+          createdAt: { type: 'string', format: 'date-time' },
+          finishedAt: { type: 'string', format: 'date-time' },
+          partitions: {
+            type: 'array',
+            items: {
+              type: 'object',
+              required: ['topic', 'partition', 'from', 'to', 'position'],
+              properties: {
+                topic: { type: 'string' },
+                partition: { type: 'integer', minimum: 0 },
+                from: { type: 'integer', minimum: 0 },
+                to: { type: 'integer', minimum: 0, description: 'Exclusive.' },
+                position: { type: 'integer', minimum: 0 },
+              },
+            },
+          },
+          seededAsOfMs: { type: 'integer', nullable: true, description: 'The sandbox started from live as of this time (ms); null when the slice starts at the log\'s start.' },
+          diffAsOfMs: { type: 'integer', nullable: true, description: 'Live is read as of this time (ms) for the diff; null until a record was replayed.' },
+          progress: {
+            type: 'object',
+            required: ['records', 'total', 'applied', 'errors', 'percent'],
+            properties: {
+              records: { type: 'integer', minimum: 0 },
+              total: { type: 'integer', minimum: 0 },
+              applied: { type: 'integer', minimum: 0 },
+              errors: { type: 'integer', minimum: 0 },
+              percent: { type: 'number', minimum: 0, maximum: 100 },
+            },
+          },
+          steps: { type: 'integer', minimum: 0, description: 'Steps recorded.' },
+          stepsTruncated: { type: 'boolean', description: 'More records were replayed than steps are kept for.' },
+          keysChanged: { type: 'integer', minimum: 0 },
+          error: { type: 'string' },
+        },
+      },
+      ReplayStep: {
+        type: 'object',
+        required: ['seq', 'event', 'before', 'after', 'outputs'],
+        properties: {
+          seq: { type: 'integer', minimum: 0 },
+          event: {
+            type: 'object',
+            required: ['topic', 'partition', 'offset', 'timestamp', 'key', 'value'],
+            properties: {
+              topic: { type: 'string' },
+              partition: { type: 'integer', minimum: 0 },
+              offset: { type: 'integer', minimum: 0 },
+              timestamp: { type: 'string', format: 'date-time' },
+              key: { type: 'string', nullable: true },
+              value: { description: 'The decoded value; for a record that could not be decoded, its text.', nullable: true },
+            },
+          },
+          before: { type: 'object', description: 'Each changed key\'s value before the event (null: absent); for a topology, keyed `<store>/<key as JSON>`.', additionalProperties: jsonValue },
+          after: { type: 'object', description: 'Each changed key\'s value after the event (null: absent); for a topology, keyed `<store>/<key as JSON>`.', additionalProperties: jsonValue },
+          outputs: {
+            type: 'array',
+            description: 'A projection\'s changes to its read model, or the records a topology produced.',
+            items: {
+              oneOf: [
+                {
+                  type: 'object',
+                  required: ['type', 'key', 'timestamp'],
+                  properties: {
+                    type: { type: 'string', enum: ['put', 'del'] },
+                    key: { type: 'string' },
+                    value: jsonValue,
+                    timestamp: { type: 'string', format: 'date-time' },
+                  },
+                },
+                {
+                  type: 'object',
+                  required: ['topic', 'key', 'value', 'timestamp'],
+                  properties: {
+                    topic: { type: 'string' },
+                    key: jsonValue,
+                    value: jsonValue,
+                    timestamp: { type: 'string', format: 'date-time' },
+                  },
+                },
+              ],
+            },
+          },
+          error: { allOf: [ref('Problem')], description: 'Why the record would have been dead-lettered.' },
+          truncated: { type: 'boolean', description: 'The step was too large to keep: only its coordinates are.' },
+        },
+      },
+      DiffEntry: {
+        type: 'object',
+        description: 'For a topology, `key` is `<output topic>/<record key as JSON>` and the values are the latest record values.',
+        required: ['key', 'change', 'sandbox', 'live'],
+        properties: {
+          key: { type: 'string' },
+          change: { type: 'string', enum: ['added', 'removed', 'changed'] },
+          sandbox: jsonValue,
+          live: jsonValue,
         },
       },
       Health: {

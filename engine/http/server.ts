@@ -1,3 +1,4 @@
+import { registerProjectionRoutes } from './projection-routes.js';
 import Fastify, {
   type FastifyBaseLogger,
   type FastifyInstance,
@@ -110,6 +111,11 @@ export async function buildHttpServer(engine: EngineApi, options: HttpServerOpti
     bodyLimit: bodyLimitBytes,
     // Topic names may be 249 characters long.
     routerOptions: { maxParamLength: 512 },
+    // The router's own refusals (a path that is not valid percent-encoding, a parameter over the length limit)
+    // bypass the error handler: answer them as problems too.
+    frameworkErrors: (error, request, reply) => {
+      void sendProblem(reply, request, problemFor('MILLRACE_HTTP_BAD_REQUEST', `the request path cannot be read: ${error.message}`));
+    },
   });
   const { log, metrics } = engine;
 
@@ -330,6 +336,11 @@ export async function buildHttpServer(engine: EngineApi, options: HttpServerOpti
     if (engine.models === undefined) throw new MillraceError('MILLRACE_HTTP_NOT_FOUND', `no model named ${JSON.stringify(name)} is registered`);
     return engine.models.predict(name, request.body);
   });
+
+  // ------------------------------------------------------------------ projections and replays
+
+  if (engine.projections === undefined) app.get('/projections', async () => ({ projections: [] }));
+  else registerProjectionRoutes(app, engine.projections);
 
   await app.ready();
   return app;

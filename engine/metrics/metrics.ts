@@ -15,6 +15,14 @@ export interface LagSample {
  * The engine's Prometheus metrics, on a registry of its own. Names are stable: dashboards and alerts depend on them.
  * Hot paths count in plain numbers and add them here once per batch, never once per record.
  */
+/** A projection as the metrics see it. */
+export interface ProjectionSample {
+  readonly projection: string;
+  readonly partitions: ReadonlyArray<{ readonly topic: string; readonly partition: number; readonly lag: number }>;
+  readonly recordsApplied: number;
+  readonly deadLetters: number;
+}
+
 export class Metrics {
   readonly registry = new Registry();
   readonly recordsIn: Counter<'application' | 'task' | 'topic'>;
@@ -26,6 +34,7 @@ export class Metrics {
   readonly produceRejected: Counter<'topic' | 'reason'>;
   readonly httpRequests: Counter<'method' | 'route' | 'status'>;
   readonly #lagSources: Array<() => Iterable<LagSample>> = [];
+  readonly #projectionSources: Array<() => Iterable<ProjectionSample>> = [];
 
   constructor(options: { defaultMetrics?: boolean } = {}) {
     const registers = [this.registry];
@@ -96,6 +105,40 @@ export class Metrics {
         }
       },
     });
+    const projectionSources = this.#projectionSources;
+    const projectionSamples = (): ProjectionSample[] => projectionSources.flatMap((source) => [...source()]);
+    new Gauge({
+      name: 'millrace_projection_lag_records',
+      help: 'Records of a source partition a projection has not applied yet, by projection and partition.',
+      labelNames: ['projection', 'topic', 'partition'],
+      registers,
+      collect() {
+        this.reset();
+        for (const s of projectionSamples()) {
+          for (const p of s.partitions) this.set({ projection: s.projection, topic: p.topic, partition: String(p.partition) }, p.lag);
+        }
+      },
+    });
+    new Gauge({
+      name: 'millrace_projection_records_applied',
+      help: 'Records a projection applied since the engine started, by projection.',
+      labelNames: ['projection'],
+      registers,
+      collect() {
+        this.reset();
+        for (const s of projectionSamples()) this.set({ projection: s.projection }, s.recordsApplied);
+      },
+    });
+    new Gauge({
+      name: 'millrace_projection_dead_letters',
+      help: 'Records a projection dead-lettered since the engine started, by projection.',
+      labelNames: ['projection'],
+      registers,
+      collect() {
+        this.reset();
+        for (const s of projectionSamples()) this.set({ projection: s.projection }, s.deadLetters);
+      },
+    });
     if (options.defaultMetrics ?? true) collectDefaultMetrics({ register: this.registry, prefix: 'millrace_process_' });
   }
 
@@ -106,6 +149,11 @@ export class Metrics {
       const at = this.#lagSources.indexOf(source);
       if (at >= 0) this.#lagSources.splice(at, 1);
     };
+  }
+
+  /** Registers a function the projection gauges call on every scrape. */
+  addProjectionSource(source: () => Iterable<ProjectionSample>): void {
+    this.#projectionSources.push(source);
   }
 
   lagSamples(): LagSample[] {

@@ -20,6 +20,10 @@ import { DefaultEngineServices } from './services.js';
 import { ModelService } from '../ml/model-service.js';
 import { TopologyRunner } from './runner.js';
 import type { EngineApi, EngineStatus } from './status.js';
+import { LevelProjectionStore } from '../projections/level-store.js';
+import { ProjectionManager } from '../projections/manager.js';
+import { loadProjections, type ProjectionDefinition } from '../projections/projection.js';
+import type { ProjectionStore } from '../projections/store.js';
 
 export const VERSION: string = readVersion();
 
@@ -60,6 +64,12 @@ export class Engine implements EngineApi {
   #state: EngineStatus['state'] = 'starting';
   #services: DefaultEngineServices | undefined;
   #models: ModelService | undefined;
+  #projections: ProjectionManager | undefined;
+  #projectionStore: (ProjectionStore & { open(): Promise<void> }) | undefined;
+
+  get projections(): ProjectionManager | undefined {
+    return this.#projections;
+  }
 
   get models(): ModelService | undefined {
     return this.#models;
@@ -128,6 +138,7 @@ export class Engine implements EngineApi {
       this.#runners.push(runner);
       await runner.start();
     }
+    await this.#startProjections(loaded);
     if (withHttp) {
       this.#http = await buildHttpServer(this, {
         bodyLimitBytes: config.http.bodyLimitBytes,
@@ -137,6 +148,46 @@ export class Engine implements EngineApi {
       this.#url = await this.#http.listen({ host: config.http.host, port: config.http.port });
     }
     this.#state = 'running';
+  }
+
+  /** Opens the projection store and starts every projection of the config; replays (of topologies too) use it. */
+  async #startProjections(loaded: LoadedConfig): Promise<void> {
+    const { config } = loaded;
+    const services = this.#services!;
+    const context = { registry: this.registry, services };
+    const definitions: ProjectionDefinition[] = [];
+    for (const ref of config.projections) definitions.push(...(await loadProjections(ref, loaded.baseDir, context)));
+    const storeConfig = config.projectionStore;
+    let store: ProjectionStore & { open(): Promise<void> };
+    if (storeConfig.kind === 'cassandra') {
+      const cassandra = storeConfig.cassandra!;
+      // Loaded only when configured: the driver is not needed to run on LevelDB.
+      const { CassandraProjectionStore } = await import('../projections/cassandra-store.js');
+      store = new CassandraProjectionStore({
+        contactPoints: [...cassandra.contactPoints],
+        localDataCenter: cassandra.localDataCenter,
+        keyspace: cassandra.keyspace,
+        replicationFactor: cassandra.replicationFactor,
+        historyRetentionMs: storeConfig.historyRetentionMs,
+      });
+    } else {
+      store = new LevelProjectionStore({ path: join(config.dataDir, 'projections'), historyRetentionMs: storeConfig.historyRetentionMs });
+    }
+    this.#projectionStore = store;
+    await store.open();
+    this.#projections = new ProjectionManager({
+      log: this.log,
+      store,
+      definitions,
+      logger: this.#logger,
+      pruneIntervalMs: storeConfig.pruneIntervalMs,
+      loadCode: (path) => loadProjections(path, process.cwd(), context, { fresh: true }),
+      topology: (applicationId) => this.#runners.find((r) => r.applicationId === applicationId)?.topology,
+      loadTopologyCode: (path) => loadTopology(path, process.cwd(), services),
+    });
+    await this.#projections.start();
+    const projections = this.#projections;
+    this.metrics.addProjectionSource(() => projections.list().map((p) => ({ projection: p.name, partitions: p.partitions, recordsApplied: p.recordsApplied, deadLetters: p.deadLetters })));
   }
 
   /** The HTTP API's address, once listening. */
@@ -175,6 +226,9 @@ export class Engine implements EngineApi {
     await this.#http?.close();
     this.#logger.info('stopping: topologies');
     for (const runner of [...this.#runners].reverse()) await runner.stop();
+    this.#logger.info('stopping: projections');
+    await this.#projections?.stop();
+    await this.#projectionStore?.close();
     await this.#services?.close();
     this.#logger.info('stopping: log');
     await this.#setup.close();

@@ -1,6 +1,7 @@
 import type { ModelService } from '../ml/model-service.js';
 import type { Log } from '../log/log.js';
 import type { Metrics } from '../metrics/metrics.js';
+import type { ProjectionManager } from '../projections/manager.js';
 import type { SchemaRegistry } from '../serde/registry.js';
 import type { TopologyDescription } from '../topology/topology.js';
 
@@ -57,4 +58,6 @@ export interface EngineApi {
   status(): Promise<EngineStatus>;
   /** The model registry's read side and online prediction (absent: `GET /models` lists none). */
   readonly models?: ModelService;
+  /** Projections, their queries, rebuilds and replays (absent: `GET /projections` lists none). */
+  readonly projections?: ProjectionManager;
 }

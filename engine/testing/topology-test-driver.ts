@@ -9,9 +9,17 @@ import { GlobalStoreView, globalChange } from '../runtime/global-store.js';
 import type { DeadLetter, ErrorPolicy } from '../runtime/dead-letter.js';
 import { TaskExecutor, type OutputRecord } from '../runtime/task-executor.js';
 
+/** What one checkpoint wrote: each store's changed keys with their bytes before and after, and the records out. */
+export interface CheckpointObservation {
+  readonly stores: ReadonlyArray<{ readonly store: string; readonly key: Buffer; readonly before: Buffer | null; readonly after: Buffer | null }>;
+  readonly outputs: readonly OutputRecord[];
+}
+
 export interface TopologyTestDriverOptions {
   /** Wall-clock time the driver starts at (ms since the epoch); advanced only by `advanceWallClockTime`. */
   readonly initialWallClockMs?: number;
+  /** Sees every checkpoint (one per input record): what replays record as steps. */
+  readonly onCheckpoint?: (observation: CheckpointObservation) => void;
   readonly errorPolicy?: ErrorPolicy;
   readonly cacheMaxBytesPerStore?: number;
 }
@@ -39,12 +47,14 @@ export class TopologyTestDriver {
   /** Global stores by the topic that feeds them. */
   readonly #globals = new Map<string, { spec: GlobalStoreSpec; backend: MemoryBackend }>();
   #wallClockMs: number;
+  readonly #onCheckpoint: TopologyTestDriverOptions['onCheckpoint'];
   #processing = false;
   readonly #queue: StoredRecord[] = [];
 
   constructor(topology: Topology, options: TopologyTestDriverOptions = {}) {
     this.#topology = topology;
     this.#wallClockMs = options.initialWallClockMs ?? 0;
+    this.#onCheckpoint = options.onCheckpoint;
     const env = {
       applicationId: topology.applicationId,
       errorPolicy: options.errorPolicy ?? 'dead-letter',
@@ -196,7 +206,11 @@ export class TopologyTestDriver {
       throw new TypeError('a commit hook returned a promise: the TopologyTestDriver runs synchronous hooks only');
     }
     const checkpoint = task.takeCheckpoint();
+    const observed: Array<CheckpointObservation['stores'][number]> = [];
     for (const { store, backend, changes } of checkpoint.stores) {
+      if (this.#onCheckpoint !== undefined) {
+        for (const [key, value] of changes) observed.push({ store: store.name, key, before: (backend as MemoryBackend).getSync(key) ?? null, after: value });
+      }
       backend.apply!(backend.writesFor(changes));
       if (store.changelog) {
         for (const [key, value] of changes) {
@@ -205,6 +219,7 @@ export class TopologyTestDriver {
       }
     }
     task.checkpointDurable();
+    this.#onCheckpoint?.({ stores: observed, outputs: checkpoint.outputs });
     for (const output of checkpoint.outputs) {
       const stored = this.#append(output);
       if (this.#tasks.has(output.topic)) this.#queue.push(stored);

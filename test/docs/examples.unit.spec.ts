@@ -70,3 +70,18 @@ describe('README examples', () => {
     ]);
   });
 });
+
+describe('README projection example', () => {
+  it('balances keeps a balance per account and removes an account back at zero; a bad payment is refused', async () => {
+    const { ProjectionTestDriver } = await import('../../engine/testing/index.js');
+    const balances = (await import('../../projections/examples/balances.js')).default;
+    const driver = new ProjectionTestDriver(balances);
+    await driver.pipe({ topic: 'payments', key: 'ada', value: { account: 'ada', amount: 30 } });
+    await driver.pipe({ topic: 'payments', key: 'bob', value: { account: 'bob', amount: 5 } });
+    await driver.pipe({ topic: 'payments', key: 'ada', value: { account: 'ada', amount: -10 } });
+    await driver.pipe({ topic: 'payments', key: 'bob', value: { account: 'bob', amount: -5 } });
+    await driver.pipe({ topic: 'payments', key: 'eve', value: Buffer.from('not json') });
+    expect(driver.entries()).toEqual([['ada', { balance: 20, payments: 2 }]]);
+    expect(driver.deadLetters.map((d) => d.input.key)).toEqual(['eve']);
+  });
+});

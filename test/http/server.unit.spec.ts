@@ -487,6 +487,11 @@ describe('HTTP server', () => {
       expect(metricsText).toMatch(/millrace_http_requests_total\{method="GET",route="not-found",status="404"\} \d+/);
     });
 
+    it('answers a path the router cannot read (bad percent-encoding, a parameter too long) with a 400 problem', async () => {
+      expectProblem(await get('/topics/%E0%A4/events'), 400, 'MILLRACE_HTTP_BAD_REQUEST');
+      expectProblem(await get(`/topics/${'x'.repeat(600)}`), 400, 'MILLRACE_HTTP_BAD_REQUEST');
+    });
+
     it('answers an unexpected failure with a 500 that leaks nothing', async () => {
       status = async () => {
         throw new Error('secret detail at /internal/path');
