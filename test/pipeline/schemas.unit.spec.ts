@@ -28,13 +28,13 @@ const SCHEMAS = fileURLToPath(new URL('../../schemas', import.meta.url));
 const EVENTS = [
   { folder: 'transaction', topic: Topics.transactions, fields: fieldsOf<Transaction>()(['id', 'user', 'merchant', 'country', 'amount', 'currency', 'at', 'ip', 'card_present']) },
   { folder: 'feedback', topic: Topics.feedback, fields: fieldsOf<Feedback>()(['transaction_id', 'user', 'fraud', 'at']) },
-  { folder: 'feature-vector', topic: Topics.features, fields: fieldsOf<FeatureVector>()(['transaction_id', 'user', 'at', 'feature_version', 'features', 'source']) },
+  { folder: 'feature-vector', topic: Topics.features, fields: fieldsOf<FeatureVector>()(['transaction_id', 'user', 'at', 'feature_version', 'features', 'source', 'country']) },
   {
     folder: 'prediction',
     topic: Topics.predictions,
-    fields: fieldsOf<Prediction>()(['transaction_id', 'user', 'at', 'model', 'version', 'model_sha256', 'probability', 'class', 'route', 'features', 'lineage']),
+    fields: fieldsOf<Prediction>()(['transaction_id', 'user', 'at', 'model', 'version', 'model_sha256', 'probability', 'class', 'route', 'features', 'lineage', 'country']),
   },
-  { folder: 'outcome', topic: Topics.outcomes, fields: fieldsOf<Outcome>()(['transaction_id', 'model', 'version', 'route', 'probability', 'fraud', 'at']) },
+  { folder: 'outcome', topic: Topics.outcomes, fields: fieldsOf<Outcome>()(['transaction_id', 'model', 'version', 'route', 'probability', 'fraud', 'at', 'country', 'amount']) },
   {
     folder: 'drift-detected',
     topic: Topics.drift,
@@ -97,9 +97,10 @@ describe('the pipeline schemas', () => {
 
   it('gives features one double per FEATURE_NAMES entry, in order, in feature vectors and predictions', async () => {
     for (const folder of ['feature-vector', 'prediction']) {
-      const [v1] = (await loadSchemaVersions(SCHEMAS, folder)) as unknown as RecordSchema[];
-      const features = v1!.fields.find((f) => f.name === 'features')!.type as RecordSchema;
-      expect(features.fields).toEqual(FEATURE_NAMES.map((name) => ({ name, type: 'double' })));
+      for (const version of (await loadSchemaVersions(SCHEMAS, folder)) as unknown as RecordSchema[]) {
+        const features = version.fields.find((f) => f.name === 'features')!.type as RecordSchema;
+        expect(features.fields).toEqual(FEATURE_NAMES.map((name) => ({ name, type: 'double' })));
+      }
     }
   });
 
@@ -109,6 +110,17 @@ describe('the pipeline schemas', () => {
       expect(registered.map((r) => r.version)).toEqual(registered.map((_, i) => i + 1));
     }
     expect((await registry.versions('transactions-value')).map((r) => r.version)).toEqual([1, 2]);
+    for (const topic of [Topics.features, Topics.predictions, Topics.outcomes]) {
+      expect((await registry.versions(`${topic}-value`)).map((r) => r.version)).toEqual([1, 2]);
+    }
+  });
+
+  it('adds the country (and to outcomes the amount) in v2 as optional fields, so events without them stay readable', async () => {
+    for (const [folder, added] of [['feature-vector', ['country']], ['prediction', ['country']], ['outcome', ['country', 'amount']]] as const) {
+      const [v1, v2] = (await loadSchemaVersions(SCHEMAS, folder)) as unknown as Array<{ fields: Array<{ name: string; type: unknown; default?: unknown }> }>;
+      expect(v2!.fields.slice(0, v1!.fields.length).map((f) => f.name)).toEqual(v1!.fields.map((f) => f.name));
+      expect(v2!.fields.slice(v1!.fields.length).map((f) => [f.name, (f.type as unknown[])[0], f.default])).toEqual(added.map((name) => [name, 'null', null]));
+    }
   });
 
   it('declares the transaction checks: amount in [0, 1 000 000], an ISO date-time, an IP address, no unknown field', async () => {

@@ -16,7 +16,7 @@ import { MillraceClient, type ReadRecord } from '../../engine/cli/client.js';
 import type { ModelView } from '../../engine/ml/model-service.js';
 import { auc } from '../../engine/ml/significance.js';
 import { pipelineConfig } from '../../topologies/pipeline/config.js';
-import { Topics, type DriftDetected, type ModelRegistryEvent, type Outcome, type TrainingJobEvent } from '../../topologies/pipeline/contract.js';
+import { FRAUD_MODEL, Topics, type DriftDetected, type ModelRegistryEvent, type Outcome, type TrainingJobEvent } from '../../topologies/pipeline/contract.js';
 import { sendEvents } from '../../topologies/pipeline/demo-traffic.js';
 import { TrafficGenerator } from '../../topologies/pipeline/generator.js';
 import { REPO_ROOT, freePort, startEngine, type EngineProcess } from './engine-process.js';
@@ -58,6 +58,53 @@ export interface ScenarioResult {
   readonly reproduced: { readonly recorded: string; readonly rerun: string };
   readonly registry: ModelRegistryEvent[];
   readonly jobs: TrainingJobEvent[];
+  /** What the pipeline's projections answered once everything was processed. */
+  readonly projections: PipelineReadSide;
+}
+
+/** The read side, as a user queries it over HTTP. */
+export interface PipelineReadSide {
+  readonly names: string[];
+  /** `model-performance` `fraud/<version>/all`, by version. */
+  readonly performance: Record<string, { count?: number; auc?: number } | undefined>;
+  /** Keys of `model-performance` under `fraud/<new version>/country=`. */
+  readonly countrySlices: string[];
+  /** Keys of `drift-timeline` under `fraud/<old version>/` (verdicts) and under `fraud/story/`. */
+  readonly driftVerdicts: string[];
+  readonly story: string[];
+  /** A few keys of `user-risk` and of `alerts`. */
+  readonly users: string[];
+  readonly alerts: string[];
+}
+
+async function scanKeys(client: MillraceClient, projection: string, prefix: string): Promise<string[]> {
+  const keys: string[] = [];
+  let cursor: string | undefined;
+  do {
+    const page = await client.request<{ items: Array<{ key: string }>; nextCursor?: string }>('GET', `/projections/${projection}`, { query: { prefix, limit: 500, cursor } });
+    keys.push(...page.items.map((i) => i.key));
+    cursor = page.nextCursor;
+  } while (cursor !== undefined && keys.length < 5_000);
+  return keys;
+}
+
+async function readSide(client: MillraceClient, oldVersion: string, newVersion: string): Promise<PipelineReadSide> {
+  const { projections } = await client.request<{ projections: Array<{ name: string }> }>('GET', '/projections');
+  const performance: PipelineReadSide['performance'] = {};
+  for (const version of [oldVersion, newVersion]) {
+    const key = `${FRAUD_MODEL}/${encodeURIComponent(version)}/all`;
+    const answer = await client.request<{ value: { count?: number; auc?: number } }>('GET', `/projections/model-performance/${encodeURIComponent(key)}`).catch(() => undefined);
+    performance[version] = answer?.value;
+  }
+  return {
+    names: projections.map((p) => p.name),
+    performance,
+    countrySlices: await scanKeys(client, 'model-performance', `${FRAUD_MODEL}/${encodeURIComponent(newVersion)}/country=`),
+    driftVerdicts: await scanKeys(client, 'drift-timeline', `${FRAUD_MODEL}/${encodeURIComponent(oldVersion)}/`),
+    story: await scanKeys(client, 'drift-timeline', `${FRAUD_MODEL}/story/`),
+    users: (await client.request<{ items: Array<{ key: string }> }>('GET', '/projections/user-risk', { query: { limit: 5 } })).items.map((i) => i.key),
+    alerts: await scanKeys(client, 'alerts', 'tx/'),
+  };
 }
 
 /** The issue's must-shows on a scenario's result; the same on every log. */
@@ -78,6 +125,18 @@ export function expectPipelineMustShows(result: ScenarioResult): void {
   expect(result.newAuc).toBeGreaterThan(result.oldAuc);
   // Re-running the recorded training job gives the same model, byte for byte.
   expect(result.reproduced.rerun).toBe(result.reproduced.recorded);
+  // The read side: every projection, performance per version and per country, the drift story.
+  const read = result.projections;
+  expect(read.names).toEqual(['user-risk', 'alerts', 'model-performance', 'drift-timeline', 'dead-letters']);
+  for (const version of [result.oldVersion, result.newVersion]) {
+    expect(read.performance[version]?.count, `model-performance of ${version}`).toBeGreaterThan(100);
+    expect(read.performance[version]?.auc).toEqual(expect.any(Number));
+  }
+  expect(read.countrySlices.length).toBeGreaterThan(1);
+  expect(read.driftVerdicts.length).toBeGreaterThan(0);
+  expect(read.story.some((key) => key.includes('ModelPromoted'))).toBe(true);
+  expect(read.users.length).toBeGreaterThan(0);
+  expect(read.alerts.length).toBeGreaterThan(0);
 }
 
 /** Every record of a topic, through `GET /topics/:topic/events`. */
@@ -211,7 +270,20 @@ export async function runPipelineScenario(options: ScenarioOptions): Promise<Sce
       expect(mine.some((o) => o.fraud), `frauds among the outcomes of ${version}`).toBe(true);
       return auc(mine.map((o) => o.probability), mine.map((o) => o.fraud));
     };
+    await until(
+      'the projections to catch up',
+      5 * MINUTE,
+      async () => ((await client.request<{ projections: Array<{ lag: number }> }>('GET', '/projections')).projections.every((p) => p.lag === 0) ? true : undefined),
+      engine,
+    );
+    const projections = await readSide(client, first, canary);
+    const perf = Object.entries(projections.performance).map(([v, p]) => `${v}: ${p?.count} outcomes, AUC ${p?.auc?.toFixed(3)}`);
+    say(
+      `read side: ${projections.names.join(', ')}; model-performance ${perf.join('; ')}; ${projections.countrySlices.length} country slices; ` +
+        `${projections.driftVerdicts.length} drift verdicts of ${first}; ${projections.story.length} story entries; ${projections.alerts.length} alerts`,
+    );
     const result: ScenarioResult = {
+      projections,
       oldVersion: first,
       newVersion: canary,
       oldAuc: aucOf(first),

@@ -1,3 +1,4 @@
+import { pipelineProjections } from '../../projections/pipeline/index.js';
 import { Topics } from './contract.js';
 
 /**
@@ -46,7 +47,14 @@ export function pipelineTopologies(options: Partial<Record<PipelineStage, Record
   return PIPELINE_STAGES.map((stage) => ({ module: `pipeline/${stage}`, options: { ...PIPELINE_DEFAULTS[stage], ...options[stage] } }));
 }
 
-/** The whole configuration (without dataDir, http or log settings, which keep their defaults). */
-export function pipelineConfig(options: Partial<Record<PipelineStage, Record<string, unknown>>> = {}): { topics: PipelineTopic[]; topologies: ReturnType<typeof pipelineTopologies> } {
-  return { topics: pipelineTopics(), topologies: pipelineTopologies(options) };
+/**
+ * The whole configuration (without dataDir, http or log settings, which keep their defaults): the topics, the
+ * topologies, and the read side users query (`projections/pipeline/`).
+ */
+export function pipelineConfig(options: Partial<Record<PipelineStage, Record<string, unknown>>> = {}): {
+  topics: PipelineTopic[];
+  topologies: ReturnType<typeof pipelineTopologies>;
+  projections: ReturnType<typeof pipelineProjections>;
+} {
+  return { topics: pipelineTopics(), topologies: pipelineTopologies(options), projections: pipelineProjections() };
 }

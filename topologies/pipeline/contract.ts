@@ -93,6 +93,8 @@ export interface FeatureVector {
   readonly features: Features;
   /** Where the transaction was read: lineage for predictions. */
   readonly source: RecordCoordinates;
+  /** The transaction's country (ISO 3166-1 alpha-2), for slicing what follows; absent in vectors written before it was carried. */
+  readonly country?: string;
 }
 
 export interface RecordCoordinates {
@@ -118,6 +120,8 @@ export interface Prediction {
   readonly features: Features;
   /** The feature vector and the transaction it came from. */
   readonly lineage: { readonly features: RecordCoordinates; readonly transaction: RecordCoordinates };
+  /** The transaction's country, from its feature vector; absent in predictions of vectors without one. */
+  readonly country?: string;
 }
 
 /** A prediction with its label, once the label arrived. */
@@ -129,6 +133,10 @@ export interface Outcome {
   readonly probability: number;
   readonly fraud: boolean;
   readonly at: string;
+  /** The transaction's country, from the prediction; absent when the prediction had none (read it as unknown). */
+  readonly country?: string;
+  /** The transaction's amount (the prediction's `amount` feature); absent in outcomes written before it was carried. */
+  readonly amount?: number;
 }
 
 export interface FeatureDrift {

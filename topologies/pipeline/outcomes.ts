@@ -12,7 +12,8 @@ export const LABEL_WINDOW_MS = 60 * 60 * 1000;
 /**
  * Feedback joined to the predictions it judges: each label (keyed by transaction id, arriving minutes or hours
  * later) meets its prediction within `LABEL_WINDOW_MS` of event time, and the outcome goes to `outcomes`, keyed by
- * model, for live metrics and the canary decisions.
+ * model, for live metrics and the canary decisions. It carries the transaction's country and amount, so metrics can
+ * be sliced by them.
  */
 export function outcomesTopology(options: { applicationId?: string; registry?: SchemaRegistry } = {}): StreamsBuilder {
   const builder = new StreamsBuilder(options.applicationId ?? 'outcomes');
@@ -38,6 +39,9 @@ export function outcomesTopology(options: { applicationId?: string; registry?: S
         probability: prediction.probability,
         fraud: label.fraud,
         at: prediction.at,
+        // Carried for slicing live metrics by country and amount; old predictions have no country.
+        ...(prediction.country === undefined ? {} : { country: prediction.country }),
+        amount: prediction.features.amount,
       }),
       JoinWindows.of(0, LABEL_WINDOW_MS, { graceMs: 10 * 60 * 1000 }),
       { valueSerde: Serdes.json<Outcome>() },

@@ -211,6 +211,8 @@ export function scoringTopology(options: ScoringOptions): Topology {
                 features: source === undefined ? { topic: Topics.features, partition: -1, offset: -1 } : { topic: source.topic, partition: source.partition, offset: source.offset },
                 transaction: vector.source,
               },
+              // Vectors written before they carried the country (replays of an old log) make predictions without one.
+              ...(vector.country === undefined ? {} : { country: vector.country }),
             },
             timestamp: record.timestamp,
             headers: {},
