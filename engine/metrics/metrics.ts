@@ -9,6 +9,17 @@ export interface LagSample {
   /** Next offset the task will read. */
   readonly position: number;
   readonly highWatermark: number;
+  /** Timestamp of the record at `position`, when the task has it in hand (for lag in seconds). */
+  readonly nextTimestampMs?: number;
+}
+
+/** A model version's share of traffic. */
+export interface TrafficSample {
+  readonly model: string;
+  readonly version: string;
+  readonly route: 'stable' | 'canary';
+  /** 0 to 1. */
+  readonly share: number;
 }
 
 /**
@@ -33,6 +44,12 @@ export class Metrics {
   readonly produced: Counter<'topic'>;
   readonly produceRejected: Counter<'topic' | 'reason'>;
   readonly httpRequests: Counter<'method' | 'route' | 'status'>;
+  readonly recordLatency: Histogram<'application'>;
+  readonly inferenceBatchSize: Histogram<'model'>;
+  readonly inferenceLatency: Histogram<'model'>;
+  readonly driftPsi: Gauge<'model' | 'version' | 'feature'>;
+  readonly driftKs: Gauge<'model' | 'version' | 'feature'>;
+  readonly #trafficSources: Array<() => Promise<Iterable<TrafficSample>>> = [];
   readonly #lagSources: Array<() => Iterable<LagSample>> = [];
   readonly #projectionSources: Array<() => Iterable<ProjectionSample>> = [];
 
@@ -87,6 +104,52 @@ export class Metrics {
       labelNames: ['method', 'route', 'status'],
       registers,
     });
+    this.recordLatency = new Histogram({
+      name: 'millrace_record_latency_seconds',
+      help: 'Time from a task taking a record to the checkpoint that makes its effects durable, for the first record of each checkpoint (the one that waited longest).',
+      labelNames: ['application'],
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      registers,
+    });
+    this.inferenceBatchSize = new Histogram({
+      name: 'millrace_inference_batch_size',
+      help: 'Rows per model call, by model.',
+      labelNames: ['model'],
+      buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256],
+      registers,
+    });
+    this.inferenceLatency = new Histogram({
+      name: 'millrace_inference_latency_seconds',
+      help: 'Time of one model call (a micro-batch), retries included, by model.',
+      labelNames: ['model'],
+      buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25],
+      registers,
+    });
+    this.driftPsi = new Gauge({
+      name: 'millrace_drift_psi',
+      help: 'Population stability index of the latest drift evaluation, per model version and feature (score included).',
+      labelNames: ['model', 'version', 'feature'],
+      registers,
+    });
+    this.driftKs = new Gauge({
+      name: 'millrace_drift_ks',
+      help: 'Kolmogorov-Smirnov statistic of the latest drift evaluation, per model version and feature (score included).',
+      labelNames: ['model', 'version', 'feature'],
+      registers,
+    });
+    const trafficSources = this.#trafficSources;
+    new Gauge({
+      name: 'millrace_model_traffic_share',
+      help: 'Share of a model\'s traffic (0 to 1) each version serves, by route (stable or canary).',
+      labelNames: ['model', 'version', 'route'],
+      registers,
+      async collect() {
+        this.reset();
+        for (const source of trafficSources) {
+          for (const s of await source()) this.set({ model: s.model, version: s.version, route: s.route }, s.share);
+        }
+      },
+    });
     const lagSources = this.#lagSources;
     new Gauge({
       name: 'millrace_consumer_lag_records',
@@ -101,6 +164,22 @@ export class Metrics {
               { application: s.application, task: s.task, topic: s.topic, partition: String(s.partition) },
               Math.max(0, s.highWatermark - s.position),
             );
+          }
+        }
+      },
+    });
+    new Gauge({
+      name: 'millrace_consumer_lag_seconds',
+      help: 'How far behind a task is in time: now minus the timestamp of the next record it will process (0 when caught up).',
+      labelNames: ['application', 'task', 'topic', 'partition'],
+      registers,
+      collect() {
+        this.reset();
+        const now = Date.now();
+        for (const source of lagSources) {
+          for (const s of source()) {
+            const behind = s.highWatermark > s.position && s.nextTimestampMs !== undefined ? Math.max(0, (now - s.nextTimestampMs) / 1000) : 0;
+            this.set({ application: s.application, task: s.task, topic: s.topic, partition: String(s.partition) }, behind);
           }
         }
       },
@@ -149,6 +228,26 @@ export class Metrics {
       const at = this.#lagSources.indexOf(source);
       if (at >= 0) this.#lagSources.splice(at, 1);
     };
+  }
+
+  /** Registers a function the traffic-share gauge calls (and awaits) on every scrape. */
+  addTrafficSource(source: () => Promise<Iterable<TrafficSample>>): void {
+    this.#trafficSources.push(source);
+  }
+
+  /** One drift evaluation's statistics, per column. */
+  observeDrift(evaluation: { readonly model: string; readonly version: string; readonly statistics: ReadonlyArray<{ feature: string; psi: number; ks: number }> }): void {
+    for (const s of evaluation.statistics) {
+      const labels = { model: evaluation.model, version: evaluation.version, feature: s.feature };
+      if (Number.isFinite(s.psi)) this.driftPsi.set(labels, s.psi);
+      if (Number.isFinite(s.ks)) this.driftKs.set(labels, s.ks);
+    }
+  }
+
+  /** One model call that answered. */
+  observeInference(model: string, rows: number, durationMs: number): void {
+    this.inferenceBatchSize.observe({ model }, rows);
+    this.inferenceLatency.observe({ model }, durationMs / 1000);
   }
 
   /** Registers a function the projection gauges call on every scrape. */

@@ -121,9 +121,18 @@ export class Engine implements EngineApi {
       logger: this.#logger,
       inferenceWorkers: config.inference.workers,
       training: config.training,
+      metrics: this.metrics,
     });
     const services = this.#services;
     this.#models = new ModelService({ log: this.log, runtime: () => services.modelRuntime() });
+    const models = this.#models;
+    this.metrics.addTrafficSource(async () =>
+      (await models.list()).flatMap((m) =>
+        m.versions
+          .filter((v) => v.trafficPercent > 0)
+          .map((v) => ({ model: m.name, version: v.version, route: v.version === m.stable ? ('stable' as const) : ('canary' as const), share: v.trafficPercent / 100 })),
+      ),
+    );
     for (const ref of config.topologies) topologies.push(await loadTopology(ref, loaded.baseDir, this.#services));
     for (const topology of topologies) {
       const runner = new TopologyRunner({

@@ -285,7 +285,9 @@ export class TopologyRunner {
     const current = log instanceof EmbeddedLog ? log : undefined;
     const samples: LagSample[] = [];
     for (const task of this.#tasks) {
+      const next = task.nextTimestamps();
       for (const input of task.inputs()) {
+        const nextTimestampMs = next.get(input.topic);
         samples.push({
           application: this.applicationId,
           task: task.taskId,
@@ -293,6 +295,7 @@ export class TopologyRunner {
           partition: input.partition,
           position: input.position,
           highWatermark: current?.highWatermark(input.topic, input.partition) ?? input.highWatermark,
+          ...(nextTimestampMs === undefined ? {} : { nextTimestampMs }),
         });
       }
     }

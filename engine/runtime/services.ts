@@ -4,6 +4,7 @@ import type { Logger } from '../logger.js';
 import { LocalProcessRunner } from '../ml/jobs/local-process-runner.js';
 import type { JobRunner } from '../ml/jobs/job-runner.js';
 import type { Log } from '../log/log.js';
+import type { Metrics } from '../metrics/metrics.js';
 import type { ModelRuntime } from '../ml/model-runtime.js';
 import { OnnxModelRuntime } from '../ml/onnx-runtime.js';
 import type { SchemaRegistry } from '../serde/registry.js';
@@ -19,6 +20,8 @@ export interface EngineServices {
   /** The engine's data directory: model artifacts and training sets live under it. */
   readonly dataDir: string;
   readonly logger: Logger;
+  /** The engine's metrics, for topologies that report their own (inference, drift). */
+  readonly metrics?: Metrics;
   modelRuntime(): ModelRuntime;
   /** Runs training jobs (the Python trainer in `training/`). */
   jobRunner(): JobRunner;
@@ -43,6 +46,7 @@ export interface EngineServicesOptions {
   readonly logger: Logger;
   /** Inference worker threads. */
   readonly inferenceWorkers: number;
+  readonly metrics?: Metrics;
   readonly training?: { readonly python?: string | undefined; readonly timeoutMs: number };
 }
 
@@ -51,6 +55,7 @@ export class DefaultEngineServices implements EngineServices {
   readonly registry: SchemaRegistry;
   readonly dataDir: string;
   readonly logger: Logger;
+  readonly metrics?: Metrics;
   readonly #inferenceWorkers: number;
   readonly #training: { readonly python?: string | undefined; readonly timeoutMs: number };
   #runtime: OnnxModelRuntime | undefined;
@@ -61,6 +66,7 @@ export class DefaultEngineServices implements EngineServices {
     this.registry = options.registry;
     this.dataDir = options.dataDir;
     this.logger = options.logger;
+    if (options.metrics !== undefined) this.metrics = options.metrics;
     this.#inferenceWorkers = options.inferenceWorkers;
     this.#training = options.training ?? { timeoutMs: 30 * 60_000 };
   }

@@ -94,6 +94,8 @@ export class StreamTask {
   #lastCommitMs = 0;
   #lastCommitAt: string | null = null;
   #commits = 0;
+  /** When the first record since the last checkpoint was taken: its wait is the checkpoint's record latency. */
+  #firstTakenMs: number | undefined;
   #loop: Promise<void> | undefined;
   /** Per input topic: records processed since the metrics were last updated. */
   readonly #inCounts = new Map<string, number>();
@@ -212,6 +214,7 @@ export class StreamTask {
         input.index = 0;
       }
       this.#inCounts.set(input.topic, (this.#inCounts.get(input.topic) ?? 0) + 1);
+      if (this.#sinceCommit === 0) this.#firstTakenMs = performance.now();
       this.#sinceCommit++;
       let due = this.#sinceCommit >= maxRecords || executor.wantsCommit;
       if (!due && --untilClockCheck === 0) {
@@ -343,6 +346,8 @@ export class StreamTask {
     const inCounts = new Map(this.#inCounts);
     this.#inCounts.clear();
     this.#sinceCommit = 0;
+    const firstTakenMs = this.#firstTakenMs;
+    this.#firstTakenMs = undefined;
     this.#inflight = transaction.commit().then(
       async (results) => {
         if (!atomic) await this.#writeLocalState(stateWrites, changelogs, results);
@@ -351,7 +356,8 @@ export class StreamTask {
           const committed = positions.find((p) => p.topic === input.topic)!.offset;
           input.committed = committed;
         }
-        this.#recordMetrics(outputs, inCounts, (performance.now() - started) / 1000);
+        const now = performance.now();
+        this.#recordMetrics(outputs, inCounts, (now - started) / 1000, firstTakenMs === undefined ? undefined : (now - firstTakenMs) / 1000);
         this.#commits++;
         this.#lastCommitAt = new Date().toISOString();
         return this.#purgeRepartitionInputs();
@@ -384,7 +390,7 @@ export class StreamTask {
     await this.#localState!.write(stateWrites);
   }
 
-  #recordMetrics(outputs: ReadonlyArray<{ topic: string }>, inCounts: Map<string, number>, seconds: number): void {
+  #recordMetrics(outputs: ReadonlyArray<{ topic: string }>, inCounts: Map<string, number>, seconds: number, latencySeconds: number | undefined): void {
     const application = this.#topology.applicationId;
     const task = this.taskId;
     for (const [topic, n] of inCounts) this.#metrics.recordsIn.inc({ application, task, topic }, n);
@@ -396,6 +402,7 @@ export class StreamTask {
       if (dead !== undefined) this.#metrics.deadLetters.inc({ application, task, topic }, dead);
     }
     this.#metrics.commitDuration.observe({ application }, seconds);
+    if (latencySeconds !== undefined) this.#metrics.recordLatency.observe({ application }, latencySeconds);
     this.#metrics.commits.inc({ application });
   }
 
@@ -479,6 +486,11 @@ export class StreamTask {
 
   get error(): string | null {
     return this.#error;
+  }
+
+  /** Timestamp of the next record of each input the task has in hand (undefined: none buffered), by topic. */
+  nextTimestamps(): Map<string, number | undefined> {
+    return new Map(this.#inputs.map((i) => [i.topic, i.records[i.index]?.timestamp]));
   }
 
   inputs(): InputStatus[] {

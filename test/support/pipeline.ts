@@ -75,6 +75,8 @@ export interface PipelineReadSide {
   /** A few keys of `user-risk` and of `alerts`. */
   readonly users: string[];
   readonly alerts: string[];
+  /** The names of the samples `/metrics` exposed then. */
+  readonly metricNames: string[];
 }
 
 async function scanKeys(client: MillraceClient, projection: string, prefix: string): Promise<string[]> {
@@ -104,6 +106,7 @@ async function readSide(client: MillraceClient, oldVersion: string, newVersion: 
     story: await scanKeys(client, 'drift-timeline', `${FRAUD_MODEL}/story/`),
     users: (await client.request<{ items: Array<{ key: string }> }>('GET', '/projections/user-risk', { query: { limit: 5 } })).items.map((i) => i.key),
     alerts: await scanKeys(client, 'alerts', 'tx/'),
+    metricNames: [...new Set((await (await fetch(`${client.baseUrl}/metrics`)).text()).split('\n').filter((l) => l.startsWith('millrace_')).map((l) => l.split(/[{ ]/)[0]!))],
   };
 }
 
@@ -137,6 +140,10 @@ export function expectPipelineMustShows(result: ScenarioResult): void {
   expect(read.story.some((key) => key.includes('ModelPromoted'))).toBe(true);
   expect(read.users.length).toBeGreaterThan(0);
   expect(read.alerts.length).toBeGreaterThan(0);
+  // The pipeline reports inference, drift and traffic to Prometheus.
+  for (const name of ['millrace_inference_batch_size_count', 'millrace_inference_latency_seconds_bucket', 'millrace_drift_psi', 'millrace_drift_ks', 'millrace_model_traffic_share', 'millrace_record_latency_seconds_bucket', 'millrace_consumer_lag_seconds', 'millrace_projection_lag_records']) {
+    expect(read.metricNames, name).toContain(name);
+  }
 }
 
 /** Every record of a topic, through `GET /topics/:topic/events`. */

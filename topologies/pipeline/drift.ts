@@ -6,7 +6,9 @@ import {
   type DriftDetectorOptions,
   type DriftDetectorOptionsInput,
   type DriftThresholds,
+  type DriftVerdict,
 } from '../../engine/ml/drift/detector.js';
+import type { Metrics } from '../../engine/metrics/metrics.js';
 import { SCORE_DISTRIBUTION, readDriftReference, type DriftReference } from '../../engine/ml/drift/reference.js';
 import { StoreDriftWindow, driftRowSerde, driftWindowHeaderSerde, type DriftWindowHeader, type DriftWindowStores } from '../../engine/ml/drift/window.js';
 import type { TopologyContext } from '../../engine/runtime/modules.js';
@@ -40,6 +42,8 @@ export interface DriftLogger {
 export interface DriftTopologyOptions extends DriftDetectorOptionsInput {
   readonly applicationId?: string;
   readonly logger?: DriftLogger;
+  /** Where each evaluation's statistics are reported (`millrace_drift_psi`, `millrace_drift_ks`). */
+  readonly metrics?: Pick<Metrics, 'observeDrift'>;
   /** References kept in memory per task (one per version; a few versions are live at most). */
   readonly maxCachedReferences?: number;
   /** How a reference is read from a version's `reference_uri` (default: `readDriftReference`, a file path or URL). */
@@ -197,9 +201,12 @@ class DetectProcessor implements Processor<string, DriftSample, string, DriftDet
   readonly #detectors = new Map<string, DriftDetector>();
   #stores: DriftWindowStores | undefined;
 
-  constructor(options: DriftDetectorOptions, references: ReferenceCache) {
+  readonly #metrics: Pick<Metrics, 'observeDrift'> | undefined;
+
+  constructor(options: DriftDetectorOptions, references: ReferenceCache, metrics: Pick<Metrics, 'observeDrift'> | undefined) {
     this.#options = options;
     this.#references = references;
+    this.#metrics = metrics;
   }
 
   init(ctx: ProcessorContext<string, DriftDetected>): void {
@@ -237,6 +244,7 @@ class DetectProcessor implements Processor<string, DriftSample, string, DriftDet
         reference: () => this.#references.get(model, stable),
         options: this.#options,
         window: new StoreDriftWindow(stores, model),
+        ...(this.#metrics === undefined ? {} : { onEvaluation: (evaluation: DriftVerdict) => this.#metrics!.observeDrift(evaluation) }),
       });
       this.#detectors.set(model, detector);
     }
@@ -291,7 +299,7 @@ export function driftTopology(options: DriftTopologyOptions = {}): Topology {
     .addProcessor(
       'detect',
       // One reference cache per task: there is one task (one partition), and each reads the files it needs.
-      () => new DetectProcessor(detectorOptions, new ReferenceCache(maxCachedReferences, read, options.logger)),
+      () => new DetectProcessor(detectorOptions, new ReferenceCache(maxCachedReferences, read, options.logger), options.metrics),
       {
         parents: ['by-model'],
         stores: [DRIFT_STORES.headers, DRIFT_STORES.rows, DRIFT_STORES.versions],
@@ -333,5 +341,5 @@ export function driftOptionsFrom(options: Readonly<Record<string, unknown>>): Dr
 }
 
 export default function drift({ options, services }: TopologyContext): Topology {
-  return driftTopology({ ...driftOptionsFrom(options), logger: services.logger });
+  return driftTopology({ ...driftOptionsFrom(options), logger: services.logger, ...(services.metrics === undefined ? {} : { metrics: services.metrics }) });
 }

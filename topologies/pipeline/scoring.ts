@@ -1,6 +1,7 @@
 import { partitionForKey } from '../../engine/log/partitioner.js';
 import { isModelError, type LoadedModel, type ModelRuntime } from '../../engine/ml/model-runtime.js';
-import { inferenceProcessor, type ModelChoice } from '../../engine/operators/infer.js';
+import { inferenceProcessor, type BatchScored, type ModelChoice } from '../../engine/operators/infer.js';
+import type { Metrics } from '../../engine/metrics/metrics.js';
 import { errorMessage } from '../../engine/errors.js';
 import type { Logger } from '../../engine/logger.js';
 import { Serdes } from '../../engine/serde/serde.js';
@@ -166,6 +167,8 @@ export interface ScoringOptions {
   readonly maxWaitMs?: number;
   /** At or above it a prediction's class is 1 (fraud). */
   readonly threshold?: number;
+  /** Where model calls are reported (`millrace_inference_batch_size`, `millrace_inference_latency_seconds`). */
+  readonly metrics?: Pick<Metrics, 'observeInference'>;
 }
 
 /**
@@ -220,6 +223,7 @@ export function scoringTopology(options: ScoringOptions): Topology {
         },
         ...(options.maxBatch === undefined ? {} : { maxBatch: options.maxBatch }),
         ...(options.maxWaitMs === undefined ? {} : { maxWaitMs: options.maxWaitMs }),
+        ...(options.metrics === undefined ? {} : { onBatch: (batch: BatchScored) => options.metrics!.observeInference(batch.model.name, batch.rows, batch.durationMs) }),
       }),
       { parents: ['route'], operator: 'infer', detail: { maxBatch: options.maxBatch ?? 64, maxWaitMs: options.maxWaitMs ?? 5, threshold } },
     )
@@ -232,6 +236,7 @@ export default function scoring({ services, options }: TopologyContext): Topolog
   return scoringTopology({
     runtime: services.modelRuntime(),
     logger: services.logger,
+    ...(services.metrics === undefined ? {} : { metrics: services.metrics }),
     ...(typeof options['maxBatch'] === 'number' ? { maxBatch: options['maxBatch'] } : {}),
     ...(typeof options['maxWaitMs'] === 'number' ? { maxWaitMs: options['maxWaitMs'] } : {}),
   });

@@ -121,6 +121,8 @@ export interface DriftDetectorInit {
   readonly options?: DriftDetectorOptions | DriftDetectorOptionsInput;
   /** Where the window lives; memory by default. */
   readonly window?: DriftWindowStorage;
+  /** Told of every scheduled evaluation, drifted or not (for metrics: PSI and KS per column over time). */
+  readonly onEvaluation?: (evaluation: DriftVerdict) => void;
 }
 
 /** The reference's distributions in column order, or the names of the columns it lacks. */
@@ -145,6 +147,7 @@ export class DriftDetector {
   readonly #features: readonly string[];
   readonly #reference: DriftReferenceSource;
   readonly #row: Float64Array;
+  readonly #onEvaluation: DriftDetectorInit['onEvaluation'];
 
   constructor(init: DriftDetectorInit) {
     if (init.features.length === 0) throw new RangeError('a drift detector needs at least one feature');
@@ -158,6 +161,7 @@ export class DriftDetector {
     this.options = isValidated(init.options) ? init.options : driftDetectorOptions(init.options);
     this.window = init.window ?? new MemoryDriftWindow();
     this.#reference = init.reference;
+    this.#onEvaluation = init.onEvaluation;
     this.#row = new Float64Array(1 + this.columns.length);
   }
 
@@ -203,6 +207,7 @@ export class DriftDetector {
           next = { ...next, missingReference: next.missingReference + 1 };
         } else {
           const evaluation = this.#evaluate(next, columns.distributions);
+          this.#onEvaluation?.(evaluation);
           next = { ...next, evaluations: next.evaluations + 1 };
           if (evaluation.drifted_features.length > 0) {
             verdict = evaluation;
