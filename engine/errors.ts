@@ -53,6 +53,9 @@ export const ErrorCodes = {
   MILLRACE_REPLAY_INVALID: { status: 400, title: 'Invalid replay request', retriable: false },
   MILLRACE_REPLAY_UNKNOWN: { status: 404, title: 'Unknown replay', retriable: false },
   MILLRACE_REPLAY_LIMIT: { status: 429, title: 'Too many replays are running', retriable: true },
+  // operating on dead letters
+  MILLRACE_REDRIVE_INVALID: { status: 400, title: 'Invalid dead-letter action', retriable: false },
+  MILLRACE_REDRIVE_STALE: { status: 409, title: 'The dead letters changed since the dry run', retriable: false },
   // the HTTP edge
   MILLRACE_HTTP_BAD_REQUEST: { status: 400, title: 'Bad request', retriable: false },
   MILLRACE_HTTP_MALFORMED_JSON: { status: 400, title: 'Malformed JSON', retriable: false },

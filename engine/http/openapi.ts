@@ -530,6 +530,92 @@ export const openApiDocument = Object.freeze({
         },
       },
     },
+    '/dead-letters': {
+      get: {
+        operationId: 'deadLetterTopics',
+        summary: 'The dead-letter topics (`<topic>.dlq`) with their offsets and how many records they hold',
+        responses: {
+          '200': json('The dead-letter topics.', {
+            type: 'object',
+            required: ['deadLetterTopics'],
+            properties: {
+              deadLetterTopics: {
+                type: 'array',
+                items: {
+                  type: 'object',
+                  required: ['topic', 'partitions', 'records'],
+                  properties: {
+                    topic: { type: 'string' },
+                    partitions: { type: 'array', items: { type: 'object', properties: { partition: { type: 'integer' }, start: { type: 'integer' }, end: { type: 'integer' } } } },
+                    records: { type: 'integer' },
+                  },
+                },
+              },
+            },
+          }),
+          '500': internalError,
+        },
+      },
+    },
+    ...Object.fromEntries(
+      (['redrive', 'skip'] as const).map((action) => [
+        `/dead-letters/{topic}/${action}`,
+        {
+          post: {
+            operationId: action === 'redrive' ? 'redriveDeadLetters' : 'skipDeadLetters',
+            summary:
+              action === 'redrive'
+                ? 'Sends a range of dead letters back to the topics they came from: a dry run first, then the action with its token'
+                : 'Marks a range of dead letters handled without sending them: a dry run first, then the action with its token',
+            description:
+              'With `dryRun` (the default) nothing changes: the answer is the plan (each dead letter, where it would go, whether an ' +
+              'earlier action took it) and a `token` naming it. With `dryRun: false` and that token, the dead letters not handled before ' +
+              'are taken and an audit event is written (`GET /audit`), in one transaction; a plan that changed since is refused (409).',
+            parameters: [topicParameter],
+            requestBody: {
+              required: true,
+              content: {
+                'application/json': {
+                  schema: {
+                    type: 'object',
+                    required: ['from', 'to'],
+                    additionalProperties: false,
+                    properties: {
+                      partition: { type: 'integer', minimum: 0, default: 0 },
+                      from: { type: 'integer', minimum: 0, description: 'First offset, inclusive.' },
+                      to: { type: 'integer', minimum: 0, description: 'Last offset, inclusive (at most 1000 dead letters).' },
+                      dryRun: { type: 'boolean', default: true },
+                      token: { type: 'string', description: 'The token of the dry run, to carry it out.' },
+                      reason: { type: 'string', maxLength: 1000, description: 'Kept in the audit event.' },
+                    },
+                  },
+                },
+              },
+            },
+            responses: {
+              '200': json('The plan (dry run) or what was done.', { type: 'object', properties: { dryRun: { type: 'boolean' }, action: { type: 'string' }, count: { type: 'integer' }, token: { type: 'string' }, items: { type: 'array', items: { type: 'object' } }, audit: { type: 'object' } } }),
+              '400': problemResponse('Not a dead-letter topic, a bad range, no token, or nothing to do (MILLRACE_REDRIVE_INVALID).'),
+              '404': problemResponse('No such topic or partition (MILLRACE_TOPIC_UNKNOWN, MILLRACE_PARTITION_UNKNOWN).'),
+              '409': problemResponse('The dead letters changed since the dry run, or the token is not from one (MILLRACE_REDRIVE_STALE).'),
+              '422': problemResponse('The body failed validation (MILLRACE_HTTP_VALIDATION).'),
+              '500': internalError,
+            },
+          },
+        },
+      ]),
+    ),
+    '/audit': {
+      get: {
+        operationId: 'audit',
+        summary: 'The latest audit events (actions on dead letters), newest first',
+        parameters: [limitParameter('Most events.')],
+        responses: {
+          '200': json('The events.', { type: 'object', required: ['events'], properties: { events: { type: 'array', items: { type: 'object' } } } }),
+          '422': problemResponse('`limit` is invalid (MILLRACE_HTTP_VALIDATION).'),
+          '500': internalError,
+        },
+      },
+    },
     '/openapi.json': {
       get: {
         operationId: 'openapi',

@@ -1,3 +1,4 @@
+import { registerDeadLetterRoutes } from './dead-letter-routes.js';
 import { registerProjectionRoutes } from './projection-routes.js';
 import Fastify, {
   type FastifyBaseLogger,
@@ -338,6 +339,8 @@ export async function buildHttpServer(engine: EngineApi, options: HttpServerOpti
   });
 
   // ------------------------------------------------------------------ projections and replays
+
+  registerDeadLetterRoutes(app, log);
 
   if (engine.projections === undefined) app.get('/projections', async () => ({ projections: [] }));
   else registerProjectionRoutes(app, engine.projections);
