@@ -1,4 +1,5 @@
 import { MillraceError, errorMessage, isMillraceError } from '../errors.js';
+import type { LogRecord } from '../log/log.js';
 import { decodeFramed, encodeFramed, frameSchemaId } from '../serde/avro-serde.js';
 import { isIsoDateTime, validateValue, type ValidationIssue } from '../serde/logical-types.js';
 import { valueSubject, type RegisteredSchema, type SchemaRegistry } from '../serde/registry.js';
@@ -236,4 +237,24 @@ export function toJson(value: unknown): unknown {
     return out;
   }
   return null;
+}
+
+/** A record as the HTTP API shows it: its value decoded (Avro by its schema id, else JSON or text), times in ISO 8601. */
+export async function recordView(record: LogRecord, decoder: ValueDecoder): Promise<Record<string, unknown>> {
+  const decoded = await decoder.decode(record.value);
+  const headers: Record<string, string | Base64Value> = {};
+  for (const [name, value] of Object.entries(record.headers)) {
+    Object.defineProperty(headers, name, { value: displayText(value), enumerable: true });
+  }
+  const date = new Date(record.timestamp);
+  return {
+    topic: record.topic,
+    partition: record.partition,
+    offset: record.offset,
+    timestamp: Number.isNaN(date.getTime()) ? String(record.timestamp) : date.toISOString(),
+    key: record.key === null ? null : displayText(record.key),
+    value: decoded.value,
+    headers,
+    ...(decoded.error === undefined ? {} : { error: decoded.error }),
+  };
 }

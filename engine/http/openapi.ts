@@ -530,6 +530,56 @@ export const openApiDocument = Object.freeze({
         },
       },
     },
+    '/topics/{topic}/keys/{key}': {
+      get: {
+        operationId: 'recordsByKey',
+        summary: 'A key\'s records, newest first: the partitioner names the partition, read backwards from its end (bounded)',
+        parameters: [
+          topicParameter,
+          { name: 'key', in: 'path', required: true, description: 'The record key, as UTF-8.', schema: { type: 'string' } },
+          limitParameter('Most records (1 to 1000, default 10).'),
+          { name: 'maxScan', in: 'query', required: false, description: 'Most records of the partition read (default 100000).', schema: { type: 'integer', minimum: 1, maximum: 1000000 } },
+        ],
+        responses: {
+          '200': json('The records.', {
+            type: 'object',
+            required: ['topic', 'key', 'partition', 'records', 'scanned', 'complete'],
+            properties: {
+              topic: { type: 'string' },
+              key: { type: 'string' },
+              partition: { type: 'integer' },
+              records: { type: 'array', items: { type: 'object' } },
+              scanned: { type: 'integer' },
+              complete: { type: 'boolean', description: 'False when the scan stopped at maxScan before the partition\'s start with fewer than `limit` found.' },
+            },
+          }),
+          '404': problemResponse('No such topic (MILLRACE_TOPIC_UNKNOWN).'),
+          '422': problemResponse('`limit` or `maxScan` is invalid (MILLRACE_HTTP_VALIDATION).'),
+          '500': internalError,
+        },
+      },
+    },
+    '/lineage/{topic}/{partition}/{offset}': {
+      get: {
+        operationId: 'lineage',
+        summary: 'A record and the records it came from: `source` and `lineage.<name>` coordinates, followed breadth first',
+        parameters: [
+          topicParameter,
+          { name: 'partition', in: 'path', required: true, schema: { type: 'integer', minimum: 0 } },
+          { name: 'offset', in: 'path', required: true, schema: { type: 'integer', minimum: 0 } },
+        ],
+        responses: {
+          '200': json('The record and its inputs (at most 4 levels, 50 records), each with the links it has and whether they were found.', {
+            type: 'object',
+            required: ['root', 'records'],
+            properties: { root: { type: 'object' }, records: { type: 'array', items: { type: 'object' } } },
+          }),
+          '404': problemResponse('No such topic, or no record at that offset (MILLRACE_TOPIC_UNKNOWN, MILLRACE_HTTP_NOT_FOUND).'),
+          '422': problemResponse('A coordinate is not a non-negative integer (MILLRACE_HTTP_VALIDATION).'),
+          '500': internalError,
+        },
+      },
+    },
     '/dead-letters': {
       get: {
         operationId: 'deadLetterTopics',

@@ -1,4 +1,6 @@
+import { recordView } from './codec.js';
 import { registerDeadLetterRoutes } from './dead-letter-routes.js';
+import { registerLookupRoutes } from './lookup-routes.js';
 import { registerProjectionRoutes } from './projection-routes.js';
 import Fastify, {
   type FastifyBaseLogger,
@@ -341,6 +343,7 @@ export async function buildHttpServer(engine: EngineApi, options: HttpServerOpti
   // ------------------------------------------------------------------ projections and replays
 
   registerDeadLetterRoutes(app, log);
+  registerLookupRoutes(app, engine);
 
   if (engine.projections === undefined) app.get('/projections', async () => ({ projections: [] }));
   else registerProjectionRoutes(app, engine.projections);
@@ -805,23 +808,6 @@ async function forEachLimited<T>(items: readonly T[], concurrency: number, run: 
   await Promise.all(Array.from({ length: Math.min(concurrency, items.length) }, worker));
 }
 
-async function recordView(record: LogRecord, decoder: Awaited<ReturnType<typeof valueDecoderFor>>): Promise<Record<string, unknown>> {
-  const decoded = await decoder.decode(record.value);
-  const headers: Record<string, string | Base64Value> = {};
-  for (const [name, value] of Object.entries(record.headers)) {
-    Object.defineProperty(headers, name, { value: displayText(value), enumerable: true });
-  }
-  return {
-    topic: record.topic,
-    partition: record.partition,
-    offset: record.offset,
-    timestamp: isoTime(record.timestamp),
-    key: record.key === null ? null : displayText(record.key),
-    value: decoded.value,
-    headers,
-    ...(decoded.error === undefined ? {} : { error: decoded.error }),
-  };
-}
 
 // -------------------------------------------------------------------- helpers
 

@@ -77,6 +77,8 @@ export interface PipelineReadSide {
   readonly alerts: string[];
   /** The names of the samples `/metrics` exposed then. */
   readonly metricNames: string[];
+  /** `GET /lineage` of the last prediction: the topic and link name of each record. */
+  readonly lineage: string[];
 }
 
 async function scanKeys(client: MillraceClient, projection: string, prefix: string): Promise<string[]> {
@@ -106,6 +108,14 @@ async function readSide(client: MillraceClient, oldVersion: string, newVersion: 
     story: await scanKeys(client, 'drift-timeline', `${FRAUD_MODEL}/story/`),
     users: (await client.request<{ items: Array<{ key: string }> }>('GET', '/projections/user-risk', { query: { limit: 5 } })).items.map((i) => i.key),
     alerts: await scanKeys(client, 'alerts', 'tx/'),
+    lineage: await (async () => {
+      const topic = await client.request<{ offsets: Array<{ partition: number; end: number }> }>('GET', `/topics/${Topics.predictions}`);
+      const filled = topic.offsets.find((o) => o.end > 0);
+      if (filled === undefined) return [];
+      const last = { partition: filled.partition, offset: filled.end - 1 };
+      const answer = await client.request<{ records: Array<{ via: string | null; record: { topic: string } }> }>('GET', `/lineage/${Topics.predictions}/${last.partition}/${last.offset}`);
+      return answer.records.map((n) => `${n.via ?? 'root'}:${n.record.topic}`);
+    })(),
     metricNames: [...new Set((await (await fetch(`${client.baseUrl}/metrics`)).text()).split('\n').filter((l) => l.startsWith('millrace_')).map((l) => l.split(/[{ ]/)[0]!))],
   };
 }
@@ -140,6 +150,8 @@ export function expectPipelineMustShows(result: ScenarioResult): void {
   expect(read.story.some((key) => key.includes('ModelPromoted'))).toBe(true);
   expect(read.users.length).toBeGreaterThan(0);
   expect(read.alerts.length).toBeGreaterThan(0);
+  // A prediction's lineage: its feature vector and its transaction.
+  expect(read.lineage).toEqual(expect.arrayContaining([`root:${Topics.predictions}`, `features:${Topics.features}`, `transaction:${Topics.transactions}`]));
   // The pipeline reports inference, drift and traffic to Prometheus.
   for (const name of ['millrace_inference_batch_size_count', 'millrace_inference_latency_seconds_bucket', 'millrace_drift_psi', 'millrace_drift_ks', 'millrace_model_traffic_share', 'millrace_record_latency_seconds_bucket', 'millrace_consumer_lag_seconds', 'millrace_projection_lag_records']) {
     expect(read.metricNames, name).toContain(name);
