@@ -14,6 +14,14 @@ export interface InputStatus {
   readonly committed: number;
   readonly highWatermark: number;
   readonly lag: number;
+  /** Now minus the timestamp of the next record to process, when the task has it in hand and is behind; else null. */
+  readonly lagSeconds: number | null;
+  /**
+   * How long the position has not moved while behind (ms, as seen by status reads), and the record it waits at:
+   * a partition stuck on one record shows here with the task's error, if any.
+   */
+  readonly stalledForMs: number;
+  readonly stalled: boolean;
 }
 
 export interface TaskStatus {
@@ -29,6 +37,8 @@ export interface TaskStatus {
   readonly restoredRecords: number;
   readonly lastCommitAt: string | null;
   readonly streamTime: string | null;
+  /** Event time up to which windows may close (stream time minus the topology's grace). */
+  readonly watermark: string | null;
   readonly error: string | null;
 }
 

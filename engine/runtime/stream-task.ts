@@ -50,6 +50,9 @@ interface InputBuffer {
 
 const CHECKPOINT_MARKER_KEY = Buffer.from('checkpoint');
 
+/** A partition behind and not moving for this long is reported stalled. */
+export const STALLED_AFTER_MS = 30_000;
+
 /**
  * Where state lives when the log cannot commit it in its own transactions (Kafka): a LevelDB of the process. Its
  * batches are written after the log transaction commits, with a checkpoint saying which changelog offsets they
@@ -94,6 +97,8 @@ export class StreamTask {
   #lastCommitMs = 0;
   #lastCommitAt: string | null = null;
   #commits = 0;
+  /** Each input's position when a status read last saw it move. */
+  readonly #progressSeen = new Map<string, { position: number; atMs: number }>();
   /** When the first record since the last checkpoint was taken: its wait is the checkpoint's record latency. */
   #firstTakenMs: number | undefined;
   #loop: Promise<void> | undefined;
@@ -494,14 +499,28 @@ export class StreamTask {
   }
 
   inputs(): InputStatus[] {
-    return this.#inputs.map((i) => ({
-      topic: i.topic,
-      partition: this.executor.partition,
-      position: i.position,
-      committed: i.committed,
-      highWatermark: Math.max(i.highWatermark, i.position),
-      lag: Math.max(0, i.highWatermark - i.position),
-    }));
+    const now = Date.now();
+    return this.#inputs.map((i) => {
+      const lag = Math.max(0, i.highWatermark - i.position);
+      // Progress is seen by status reads (reading the clock per record costs more than a simple record).
+      const seen = this.#progressSeen.get(i.topic);
+      if (seen === undefined || seen.position !== i.position || lag === 0) this.#progressSeen.set(i.topic, { position: i.position, atMs: now });
+      const stalledForMs = lag > 0 && seen !== undefined && seen.position === i.position ? now - seen.atMs : 0;
+      // The record at the position: the one being processed (just taken) or the next buffered.
+      const taken = i.index > 0 ? i.records[i.index - 1] : undefined;
+      const next = taken !== undefined && taken.offset === i.position ? taken : i.records[i.index];
+      return {
+        topic: i.topic,
+        partition: this.executor.partition,
+        position: i.position,
+        committed: i.committed,
+        highWatermark: Math.max(i.highWatermark, i.position),
+        lag,
+        lagSeconds: lag > 0 && next !== undefined ? Math.max(0, (now - next.timestamp) / 1000) : null,
+        stalledForMs,
+        stalled: stalledForMs >= STALLED_AFTER_MS,
+      };
+    });
   }
 
   status(): TaskStatus {
@@ -518,6 +537,7 @@ export class StreamTask {
       restoredRecords: this.restoredRecords,
       lastCommitAt: this.#lastCommitAt,
       streamTime: streamTime < 0 ? null : new Date(streamTime).toISOString(),
+      watermark: this.executor.watermarkMs < 0 || !Number.isFinite(this.executor.watermarkMs) ? null : new Date(this.executor.watermarkMs).toISOString(),
       error: this.#error,
     };
   }

@@ -72,3 +72,47 @@ describe('metrics', () => {
     expect(sample(text, 'millrace_model_traffic_share', { version: 'v2', route: 'canary' })).toBe(0.1);
   });
 });
+
+describe('status', () => {
+  it('given a task stuck on a record, then its input shows the position it waits at, for how long, and the lag in seconds', async () => {
+    const { StreamsBuilder } = await import('../../engine/topology/builder.js');
+    const { startRunner } = await import('../support/runtime.js');
+    const dir = await tempDir('millrace-stall-');
+    const log = new EmbeddedLog({ path: dir.path });
+    await log.open();
+    await log.ensureTopic({ name: 'in', partitions: 1 });
+    let release: () => void = () => {};
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    const builder = new StreamsBuilder('stuck');
+    builder
+      .stream<string, string>('in', { name: 'in' })
+      .process('wait', () => ({
+        process: async (record: { value: string }) => {
+          if (String(record.value).includes('stop')) await gate;
+        },
+      }));
+    const runner = startRunner(log, builder.build());
+    try {
+      await runner.start();
+      await log.append(['"a"', '"stop"', '"b"', '"c"'].map((v, i) => ({ topic: 'in', key: Buffer.from('k'), value: Buffer.from(v), timestamp: 1_000 + i })));
+      let input;
+      for (let i = 0; i < 2_000; i++) {
+        input = runner.tasks[0]!.status().inputs[0]!;
+        if (input.position === 1 && input.stalledForMs > 0) break;
+        await new Promise((resolve) => setTimeout(resolve, 5));
+      }
+      expect(input).toMatchObject({ topic: 'in', position: 1, lag: 3, stalled: false });
+      expect(input!.stalledForMs).toBeGreaterThan(0);
+      // The record it waits at has timestamp 1 001: far in the past, so the lag in seconds is large.
+      expect(input!.lagSeconds).toBeGreaterThan(1_000_000);
+      release();
+      await caughtUp(runner);
+      expect(runner.tasks[0]!.status().inputs[0]).toMatchObject({ position: 4, lag: 0, lagSeconds: null, stalledForMs: 0 });
+    } finally {
+      release();
+      await runner.stop();
+      await log.close();
+      await dir.remove();
+    }
+  });
+});

@@ -48,7 +48,7 @@ export function formatStatus(status: EngineStatus): string {
       String(task.deadLettered),
       String(taskLag(task)),
       task.lastCommitAt ?? '-',
-      task.error ?? '',
+      [task.error ?? '', ...task.inputs.filter((i) => i.stalled).map((i) => `stalled at ${i.topic}/${i.partition}@${i.position} for ${Math.round(i.stalledForMs / 1000)} s`)].filter((x) => x !== '').join('; '),
     ]);
     out += table(['  TASK', 'STATE', 'PARTITION', 'PROCESSED', 'DEAD-LETTERED', 'LAG', 'LAST COMMIT', 'ERROR'], rows.map((r) => [`  ${r[0]}`, ...r.slice(1)]));
   }
