@@ -44,10 +44,11 @@ describe.skipIf(reason !== undefined)(`Prometheus scrapes a running engine${reas
   let dir: Awaited<ReturnType<typeof tempDir>>;
   let engine: EngineProcess | undefined;
   let prometheusUrl: string | undefined;
-  const port = String(19_090 + Math.floor(Math.random() * 500));
+  let port = '';
 
   beforeAll(async () => {
     requireBuild();
+    port = String(await freePort());
     dir = await tempDir('millrace-prometheus-');
     const configFile = join(dir.path, 'millrace.config.json');
     await writeFile(
@@ -74,7 +75,7 @@ describe.skipIf(reason !== undefined)(`Prometheus scrapes a running engine${reas
   }, 180_000);
 
   afterAll(async () => {
-    run(['stop'], { MILLRACE_PROMETHEUS_PORT: port, MILLRACE_INFRA_DIR: join(dir.path, 'infra') });
+    if (dir !== undefined) run(['stop'], { MILLRACE_PROMETHEUS_PORT: port, MILLRACE_INFRA_DIR: join(dir.path, 'infra') });
     await engine?.kill('SIGTERM');
     await dir?.remove();
   });
