@@ -109,11 +109,16 @@ async function readSide(client: MillraceClient, oldVersion: string, newVersion: 
     users: (await client.request<{ items: Array<{ key: string }> }>('GET', '/projections/user-risk', { query: { limit: 5 } })).items.map((i) => i.key),
     alerts: await scanKeys(client, 'alerts', 'tx/'),
     lineage: await (async () => {
-      const topic = await client.request<{ offsets: Array<{ partition: number; end: number }> }>('GET', `/topics/${Topics.predictions}`);
-      const filled = topic.offsets.find((o) => o.end > 0);
+      // The first prediction of a partition that has one (on Kafka, the last offsets are transaction markers).
+      const topic = await client.request<{ offsets: Array<{ partition: number; start: number; end: number }> }>('GET', `/topics/${Topics.predictions}`);
+      const filled = topic.offsets.find((o) => o.end > o.start);
       if (filled === undefined) return [];
-      const last = { partition: filled.partition, offset: filled.end - 1 };
-      const answer = await client.request<{ records: Array<{ via: string | null; record: { topic: string } }> }>('GET', `/lineage/${Topics.predictions}/${last.partition}/${last.offset}`);
+      const first = await client.request<{ records: Array<{ partition: number; offset: number }> }>('GET', `/topics/${Topics.predictions}/events`, {
+        query: { partition: filled.partition, offset: 'earliest', limit: 1 },
+      });
+      const prediction = first.records[0];
+      if (prediction === undefined) return [];
+      const answer = await client.request<{ records: Array<{ via: string | null; record: { topic: string } }> }>('GET', `/lineage/${Topics.predictions}/${prediction.partition}/${prediction.offset}`);
       return answer.records.map((n) => `${n.via ?? 'root'}:${n.record.topic}`);
     })(),
     metricNames: [...new Set((await (await fetch(`${client.baseUrl}/metrics`)).text()).split('\n').filter((l) => l.startsWith('millrace_')).map((l) => l.split(/[{ ]/)[0]!))],
