@@ -55,6 +55,8 @@ export interface InfraServer {
   readonly startTimeoutMs: number;
   /** The script's own stop, graceful then forced. */
   readonly stopTimeoutMs: number;
+  /** Tidies an external address before use (a URL's trailing slashes). */
+  readonly normalizeExternal?: (address: string) => string;
 }
 
 interface ScriptResult {
@@ -122,7 +124,8 @@ function skip(project: TestProject, server: InfraServer, reason: string): undefi
 
 /** The body of a globalSetup: returns the teardown when it started the server. */
 export async function setupInfraServer(project: TestProject, server: InfraServer): Promise<(() => Promise<void>) | undefined> {
-  const external = process.env[server.addressEnv]?.trim();
+  const given = process.env[server.addressEnv]?.trim();
+  const external = given && server.normalizeExternal !== undefined ? server.normalizeExternal(given) : given;
   if (external) {
     say(server, `using the ${server.what} at ${external} (${server.addressEnv})`);
     provide(project, server, external, '');
