@@ -17,10 +17,9 @@
  * restart after a crash re-run them and must arrive at the same read model. A handler that throws (or a value that
  * cannot be decoded) sends the event to the projection's dead-letter topic, with the reason, and processing goes on.
  */
-import { isAbsolute, resolve } from 'node:path';
-import { pathToFileURL } from 'node:url';
 import { MillraceError, errorMessage } from '../errors.js';
 import type { LogRecord } from '../log/log.js';
+import { resolveModuleUrl } from '../runtime/modules.js';
 import type { EngineServices } from '../runtime/services.js';
 import type { SchemaRegistry } from '../serde/registry.js';
 import { PROJECTION_NAME_PATTERN, type JsonValue } from './store.js';
@@ -128,12 +127,7 @@ const BUILT_IN_ROOT = new URL('../../projections/', import.meta.url);
 
 /** A path (relative to `baseDir`) or a built-in name (`pipeline/alerts`). */
 export function resolveProjectionModule(module: string, baseDir: string): string {
-  const isPath = module.startsWith('.') || isAbsolute(module) || module.endsWith('.js') || module.endsWith('.mjs');
-  if (isPath) return pathToFileURL(resolve(baseDir, module)).href;
-  if (!/^[a-z0-9][a-z0-9/_-]*$/.test(module) || module.includes('..')) {
-    throw new MillraceError('MILLRACE_PROJECTION_INVALID', `${JSON.stringify(module)} is neither a path nor a built-in projection name`);
-  }
-  return new URL(`${module}.js`, BUILT_IN_ROOT).href;
+  return resolveModuleUrl(module, baseDir, BUILT_IN_ROOT, { code: 'MILLRACE_PROJECTION_INVALID', kind: 'projection' });
 }
 
 /**

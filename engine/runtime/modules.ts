@@ -1,7 +1,7 @@
 import { isAbsolute, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { TopologyRef } from '../config.js';
-import { MillraceError, errorMessage } from '../errors.js';
+import { MillraceError, errorMessage, type ErrorCode } from '../errors.js';
 import type { SchemaRegistry } from '../serde/registry.js';
 import type { EngineServices } from './services.js';
 import { StreamsBuilder } from '../topology/builder.js';
@@ -24,14 +24,22 @@ export type TopologyModuleExport =
 
 const BUILT_IN_ROOT = new URL('../../topologies/', import.meta.url);
 
-/** Where a reference points: a path (relative to the config file's folder) or a built-in name (`examples/keyed-count`). */
-export function resolveTopologyModule(module: string, baseDir: string): string {
+/**
+ * The URL of a module reference: a path (relative to `baseDir`, the config file's folder) or a built-in name
+ * (`examples/keyed-count`) under `builtInRoot`. Anything else is refused with `code`.
+ */
+export function resolveModuleUrl(module: string, baseDir: string, builtInRoot: URL, refuse: { code: ErrorCode; kind: string }): string {
   const isPath = module.startsWith('.') || isAbsolute(module) || module.endsWith('.js') || module.endsWith('.mjs');
   if (isPath) return pathToFileURL(resolve(baseDir, module)).href;
   if (!/^[a-z0-9][a-z0-9/_-]*$/.test(module) || module.includes('..')) {
-    throw new MillraceError('MILLRACE_TOPOLOGY_MODULE', `${JSON.stringify(module)} is neither a path nor a built-in topology name`);
+    throw new MillraceError(refuse.code, `${JSON.stringify(module)} is neither a path nor a built-in ${refuse.kind} name`);
   }
-  return new URL(`${module}.js`, BUILT_IN_ROOT).href;
+  return new URL(`${module}.js`, builtInRoot).href;
+}
+
+/** Where a topology reference points: a path (relative to the config file's folder) or a built-in name. */
+export function resolveTopologyModule(module: string, baseDir: string): string {
+  return resolveModuleUrl(module, baseDir, BUILT_IN_ROOT, { code: 'MILLRACE_TOPOLOGY_MODULE', kind: 'topology' });
 }
 
 export async function loadTopology(ref: TopologyRef, baseDir: string, services: EngineServices): Promise<Topology> {
