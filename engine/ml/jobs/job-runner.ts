@@ -72,8 +72,11 @@ export interface TrainingMetrics {
   readonly train: SplitMetrics;
 }
 
+/** Floating-point slack on an AUC: a trapezoid sum can land a rounding error outside [0, 1]. */
+const AUC_SLACK = 1e-9;
+
 const SplitMetricsSchema = z.object({
-  auc: z.number().min(0).max(1),
+  auc: z.number().min(-AUC_SLACK).max(1 + AUC_SLACK).transform((auc) => Math.min(1, Math.max(0, auc))),
   logloss: z.number().min(0),
   rows: z.number().int().min(1),
   positives: z.number().int().min(0),
