@@ -64,7 +64,8 @@ export const ConfigSchema = z.object({
     port: z.number().int().min(0).max(65_535).default(8080).describe('Port of the HTTP API (0: any free port).'),
     bodyLimitBytes: z.number().int().min(1024).max(256 * 1024 * 1024).default(1024 * 1024).describe('Largest request body accepted.'),
     maxRecordsPerRequest: z.number().int().min(1).max(1_000_000).default(10_000).describe('Most records in one produce request.'),
-  }).strict().default({ host: '127.0.0.1', port: 8080, bodyLimitBytes: 1024 * 1024, maxRecordsPerRequest: 10_000 }),
+    consoleReadOnly: z.boolean().default(false).describe('The ops console at /console shows everything and offers no action (redrive, skip, promote, roll back, replay, rebuild).'),
+  }).strict().default({ host: '127.0.0.1', port: 8080, bodyLimitBytes: 1024 * 1024, maxRecordsPerRequest: 10_000, consoleReadOnly: false }),
   inference: z.object({
     workers: z.number().int().min(1).max(64).default(1).describe('Worker threads running model inference, off the event loop.'),
   }).strict().default({ workers: 1 }),
@@ -135,6 +136,7 @@ export interface ConfigOverrides {
   readonly port?: number;
   readonly brokers?: readonly string[];
   readonly schemaRegistry?: string;
+  readonly consoleReadOnly?: boolean;
 }
 
 /**
@@ -165,6 +167,7 @@ export async function loadConfig(file: string | undefined, overrides: ConfigOver
   const http = { ...((raw['http'] as object | undefined) ?? {}) } as Record<string, unknown>;
   if (overrides.host !== undefined) http['host'] = overrides.host;
   if (overrides.port !== undefined) http['port'] = overrides.port;
+  if (overrides.consoleReadOnly !== undefined) http['consoleReadOnly'] = overrides.consoleReadOnly;
   const merged: Record<string, unknown> = { ...raw, http };
   if (overrides.dataDir !== undefined) merged['dataDir'] = overrides.dataDir;
   if (overrides.brokers !== undefined) merged['brokers'] = overrides.brokers;

@@ -44,6 +44,8 @@ export const ErrorCodes = {
   MILLRACE_INFERENCE_OVERLOADED: { status: 503, title: 'Inference queue is full', retriable: true },
   MILLRACE_INFERENCE_FAILED: { status: 500, title: 'Inference failed', retriable: false },
   MILLRACE_TRAINING_FAILED: { status: 500, title: 'Training job failed', retriable: false },
+  MILLRACE_MODEL_DECISION_INVALID: { status: 400, title: 'The model version cannot be promoted or rolled back', retriable: false },
+  MILLRACE_MODEL_DECISION_STALE: { status: 409, title: 'The model registry changed since the dry run', retriable: false },
   // projections and replays
   MILLRACE_PROJECTION_INVALID: { status: 500, title: 'Invalid projection definition', retriable: false },
   MILLRACE_PROJECTION_UNKNOWN: { status: 404, title: 'Unknown projection', retriable: false },

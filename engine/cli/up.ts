@@ -28,7 +28,8 @@ API. Stops cleanly (every task commits) on SIGTERM or SIGINT.
   --host H               interface to listen on (default 127.0.0.1)
   --port N               port to listen on (default 8080; 0 picks a free one)
   --brokers LIST         run on Apache Kafka (also $MILLRACE_BROKERS); processes with the same config share work
-  --schema-registry URL  a Confluent-compatible schema registry (also $MILLRACE_SCHEMA_REGISTRY)`;
+  --schema-registry URL  a Confluent-compatible schema registry (also $MILLRACE_SCHEMA_REGISTRY)
+  --console-read-only    the ops console at /console shows everything and offers no action`;
 
 export async function runUp(argv: string[], io: CliIo): Promise<number> {
   let values;
@@ -43,6 +44,7 @@ export async function runUp(argv: string[], io: CliIo): Promise<number> {
         brokers: { type: 'string' },
         'schema-registry': { type: 'string' },
         demo: { type: 'boolean' },
+        'console-read-only': { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
       },
       strict: true,
@@ -68,6 +70,7 @@ export async function runUp(argv: string[], io: CliIo): Promise<number> {
     ...(values['data-dir'] === undefined ? {} : { dataDir: values['data-dir'] }),
     ...(values.host === undefined ? {} : { host: values.host }),
     ...(port === undefined ? {} : { port }),
+    ...(values['console-read-only'] === true ? { consoleReadOnly: true } : {}),
     ...(brokers === undefined || brokers === '' ? {} : { brokers: brokers.split(',').map((b) => b.trim()).filter((b) => b !== '') }),
     ...(schemaRegistry === undefined || schemaRegistry === '' ? {} : { schemaRegistry }),
   }, values.config === undefined ? pipelineConfig() : {});

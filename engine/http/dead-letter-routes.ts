@@ -21,7 +21,7 @@ const ActionBody = z.object({
 }).strict();
 
 /** Who acted, as the audit event records it: the `x-millrace-actor` header, else the client's address. */
-function actorOf(headers: Record<string, string | string[] | undefined>, ip: string): string {
+export function actorOf(headers: Record<string, string | string[] | undefined>, ip: string): string {
   const named = headers['x-millrace-actor'];
   const actor = Array.isArray(named) ? named[0] : named;
   return actor !== undefined && actor.trim() !== '' ? actor.trim().slice(0, 200) : `http:${ip}`;
@@ -38,7 +38,7 @@ async function auditEvents(log: Log, limit: number): Promise<unknown[]> {
       if (batch.records.length === 0) break;
       for (const r of batch.records) {
         try {
-          events.push({ offset: r.offset, event: { ...(JSON.parse(r.value?.toString('utf8') ?? 'null') as object), partition, offset: r.offset } });
+          events.push({ offset: r.offset, event: { ...(JSON.parse(r.value?.toString('utf8') ?? 'null') as object), audit: { topic: AUDIT_TOPIC, partition, offset: r.offset } } });
         } catch {
           // not an event of ours
         }

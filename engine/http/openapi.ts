@@ -72,6 +72,16 @@ const badPath = problemResponse('The path is not valid percent-encoded UTF-8 (MI
 
 const storeNotOpen = problemResponse('The projection store is not open (MILLRACE_LOG_NOT_OPEN, MILLRACE_LOG_CLOSED).');
 
+/** A model's routing: its stable version and its canary. */
+const ROUTING_SCHEMA = {
+  type: 'object',
+  required: ['stable', 'canary'],
+  properties: {
+    stable: { type: 'string', nullable: true },
+    canary: { type: 'object', nullable: true, required: ['version', 'percent'], properties: { version: { type: 'string' }, percent: { type: 'number' } } },
+  },
+};
+
 /** Any JSON value a projection holds. */
 const jsonValue = { description: 'Any JSON value.', nullable: true };
 
@@ -209,6 +219,15 @@ export const openApiDocument = Object.freeze({
         responses: { '200': json('The status.', ref('EngineStatus')), '500': internalError },
       },
     },
+    '/console/config.json': {
+      get: {
+        operationId: 'consoleConfig',
+        summary: 'How the ops console (every path under /console) may be used',
+        responses: {
+          '200': json('The console configuration.', { type: 'object', required: ['readOnly'], properties: { readOnly: { type: 'boolean', description: 'Started with --console-read-only: the console offers no action.' } } }),
+        },
+      },
+    },
     '/topologies': {
       get: {
         operationId: 'topologies',
@@ -262,6 +281,18 @@ export const openApiDocument = Object.freeze({
                           sha256: { type: 'string' },
                           artifactUri: { type: 'string' },
                           metrics: { type: 'object', additionalProperties: { type: 'number' } },
+                          lastDecision: {
+                            type: 'object',
+                            description: 'The last promotion or rollback of this version that took effect; absent when there was none.',
+                            required: ['action', 'decidedBy', 'at'],
+                            properties: {
+                              action: { type: 'string', enum: ['promote', 'rollback'] },
+                              decidedBy: { type: 'string', enum: ['operator', 'controller'] },
+                              at: { type: 'string' },
+                              reason: { type: 'string' },
+                              evidence: { type: 'string' },
+                            },
+                          },
                         },
                       },
                     },
@@ -319,6 +350,72 @@ export const openApiDocument = Object.freeze({
         },
       },
     },
+    ...Object.fromEntries(
+      (['promote', 'rollback'] as const).map((action) => [
+        `/models/{name}/${action}`,
+        {
+          post: {
+            operationId: action === 'promote' ? 'promoteModelVersion' : 'rollBackModelVersion',
+            summary:
+              action === 'promote'
+                ? "Makes a version the model's stable one (a canary, a registered version, or an earlier stable one): a dry run first, then the decision with its token"
+                : 'Rolls back the canary, or the stable version when an earlier usable stable one can serve again: a dry run first, then the decision with its token',
+            description:
+              'Without `token` nothing changes: the answer is the routing before (`from`) and after (`to`) and a `token` naming that plan. ' +
+              'With the token, the decision (`decided_by: operator`) is appended to `model-registry` and an audit event to `_audit` ' +
+              '(`GET /audit`), in one transaction; a plan that changed since is refused (409). The retraining controller stops judging ' +
+              'a canary the decision settles. Served only by an engine with a model registry.',
+            parameters: [{ name: 'name', in: 'path', required: true, description: 'The model name.', schema: { type: 'string', minLength: 1 } }],
+            requestBody: {
+              required: true,
+              content: {
+                'application/json': {
+                  schema: {
+                    type: 'object',
+                    required: ['version'],
+                    additionalProperties: false,
+                    properties: {
+                      version: { type: 'string', minLength: 1, maxLength: 200 },
+                      reason: { type: 'string', maxLength: 1000, description: 'Kept in the registry event and the audit event.' },
+                      token: { type: 'string', minLength: 1, maxLength: 100, description: 'The token of the dry run, to carry it out.' },
+                    },
+                  },
+                },
+              },
+            },
+            responses: {
+              '200': json('The plan (dry run) or the decision taken.', {
+                type: 'object',
+                required: ['dryRun', 'action', 'model', 'version'],
+                properties: {
+                  dryRun: { type: 'boolean' },
+                  action: { type: 'string', enum: ['promote', 'rollback'] },
+                  model: { type: 'string' },
+                  version: { type: 'string' },
+                  from: { ...ROUTING_SCHEMA, description: 'Dry run: the routing now.' },
+                  to: { ...ROUTING_SCHEMA, description: 'Dry run: the routing after the decision.' },
+                  token: { type: 'string', description: 'Dry run: give it back to carry the plan out.' },
+                  audit: {
+                    type: 'object',
+                    description: 'Decision: where its audit event was written.',
+                    required: ['topic', 'partition', 'offset'],
+                    properties: { topic: { type: 'string' }, partition: { type: 'integer' }, offset: { type: 'integer' } },
+                  },
+                },
+              }),
+              '400': problemResponse(
+                'The body is not JSON, or the decision cannot apply: a refused version, not the canary or stable version, the stable version already, ' +
+                  'or no earlier stable version to fall back to (MILLRACE_HTTP_MALFORMED_JSON, MILLRACE_MODEL_DECISION_INVALID).',
+              ),
+              '404': problemResponse('No model of that name, or no such version (MILLRACE_HTTP_NOT_FOUND).'),
+              '409': problemResponse('The model changed since the dry run, or the token is not from one (MILLRACE_MODEL_DECISION_STALE).'),
+              '422': problemResponse('The body failed validation (MILLRACE_HTTP_VALIDATION).'),
+              '500': internalError,
+            },
+          },
+        },
+      ]),
+    ),
     '/projections': {
       get: {
         operationId: 'listProjections',
@@ -657,7 +754,7 @@ export const openApiDocument = Object.freeze({
     '/audit': {
       get: {
         operationId: 'audit',
-        summary: 'The latest audit events (actions on dead letters), newest first',
+        summary: 'The latest audit events (redrives and skips of dead letters, model promotions and roll-backs), newest first',
         parameters: [limitParameter('Most events.')],
         responses: {
           '200': json('The events.', { type: 'object', required: ['events'], properties: { events: { type: 'array', items: { type: 'object' } } } }),
@@ -1114,7 +1211,66 @@ export const openApiDocument = Object.freeze({
                 applicationId: { type: 'string' },
                 state: { type: 'string' },
                 error: { type: 'string', nullable: true },
-                tasks: { type: 'array', items: { type: 'object' } },
+                tasks: {
+                  type: 'array',
+                  items: {
+                    type: 'object',
+                    required: ['taskId', 'state', 'inputs', 'processed', 'deadLettered', 'commits', 'streamTime', 'watermark', 'error', 'recordsPerSecond', 'latencyMs', 'nodes'],
+                    properties: {
+                      taskId: { type: 'string' },
+                      subtopology: { type: 'integer' },
+                      partition: { type: 'integer' },
+                      state: { type: 'string', enum: ['created', 'restoring', 'running', 'stopped', 'failed'] },
+                      inputs: {
+                        type: 'array',
+                        items: {
+                          type: 'object',
+                          required: ['topic', 'partition', 'position', 'committed', 'highWatermark', 'lag', 'lagSeconds', 'stalledForMs', 'stalled'],
+                          properties: {
+                            topic: { type: 'string' },
+                            partition: { type: 'integer' },
+                            position: { type: 'integer', description: 'Next offset the task will process.' },
+                            committed: { type: 'integer', description: 'Next offset committed by the last checkpoint.' },
+                            highWatermark: { type: 'integer' },
+                            lag: { type: 'integer', description: 'Records behind the end of the partition.' },
+                            lagSeconds: { type: 'number', nullable: true, description: 'Now minus the timestamp of the next record to process, when behind.' },
+                            stalledForMs: { type: 'integer', description: 'How long the position has not moved while behind.' },
+                            stalled: { type: 'boolean', description: 'Not moved for 30 s while behind: stuck on the record at `position`.' },
+                            lagTrend: { type: 'array', items: { type: 'integer' }, description: 'Lag in records every 5 s, oldest first, up to ten minutes.' },
+                          },
+                        },
+                      },
+                      processed: { type: 'integer' },
+                      deadLettered: { type: 'integer' },
+                      commits: { type: 'integer' },
+                      restoredRecords: { type: 'integer' },
+                      lastCommitAt: { type: 'string', nullable: true },
+                      streamTime: { type: 'string', nullable: true },
+                      watermark: { type: 'string', nullable: true, description: 'Event time up to which windows may close.' },
+                      error: { type: 'string', nullable: true },
+                      recordsPerSecond: { type: 'number', description: 'Over the last ten seconds of checkpoints.' },
+                      latencyMs: {
+                        type: 'object',
+                        nullable: true,
+                        description: 'From taking a checkpoint\'s first record to the checkpoint being durable, over the most recent checkpoints.',
+                        properties: { p50: { type: 'number' }, p95: { type: 'number' }, p99: { type: 'number' }, samples: { type: 'integer' } },
+                      },
+                      nodes: {
+                        type: 'array',
+                        items: {
+                          type: 'object',
+                          required: ['node', 'records'],
+                          properties: {
+                            node: { type: 'string' },
+                            records: { type: 'integer', description: 'Records the node received since the task started.' },
+                            openWindows: { type: 'integer', description: 'Windowed operators: store entries with windows waiting to close.' },
+                            nextWindowCloseAt: { type: 'string', nullable: true },
+                          },
+                        },
+                      },
+                    },
+                  },
+                },
               },
             },
           },

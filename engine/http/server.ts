@@ -1,6 +1,8 @@
 import { recordView } from './codec.js';
+import { registerConsoleRoutes, type ConsoleOptions } from './console-routes.js';
 import { registerDeadLetterRoutes } from './dead-letter-routes.js';
 import { registerLookupRoutes } from './lookup-routes.js';
+import { registerModelRoutes } from './model-routes.js';
 import { registerProjectionRoutes } from './projection-routes.js';
 import Fastify, {
   type FastifyBaseLogger,
@@ -56,6 +58,8 @@ export interface HttpServerOptions {
   readonly closeGraceMs?: number;
   /** A pino-compatible logger for requests and failures, or `false` for none (the default). */
   readonly logger?: FastifyBaseLogger | false;
+  /** The ops console at `/console`. */
+  readonly console?: ConsoleOptions;
 }
 
 export const HTTP_DEFAULTS = Object.freeze({
@@ -343,6 +347,8 @@ export async function buildHttpServer(engine: EngineApi, options: HttpServerOpti
   // ------------------------------------------------------------------ projections and replays
 
   registerDeadLetterRoutes(app, log);
+  registerConsoleRoutes(app, options.console);
+  if (engine.models !== undefined) registerModelRoutes(app, engine.models);
   registerLookupRoutes(app, engine);
 
   if (engine.projections === undefined) app.get('/projections', async () => ({ projections: [] }));

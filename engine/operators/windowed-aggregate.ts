@@ -1,7 +1,7 @@
 import { MillraceError } from '../errors.js';
 import { deserializationError, type Serde, type SerdeContext } from '../serde/serde.js';
 import type { KeyValueStore } from '../state/key-value-store.js';
-import type { Processor, ProcessorContext, ProcessorSupplier } from '../topology/processor.js';
+import type { Processor, ProcessorContext, ProcessorInspection, ProcessorSupplier } from '../topology/processor.js';
 import { EMPTY_HEADERS, type StreamRecord, type TimeWindow, type Windowed } from '../topology/record.js';
 import { requireKeyAndValue, type Aggregator, type Initializer, type Merger } from './aggregate.js';
 import type { FixedWindows, SessionWindows, SlidingWindows, WindowSpec } from './windows.js';
@@ -307,7 +307,14 @@ class CloseIndex<S> {
     return undefined;
   }
 
-  /** Every hint, in order, leaving the index empty. */
+  /** Entries with work scheduled, and the earliest time of it (a linear pass: for status reads only). */
+  pending(): { count: number; nextMs: number | null } {
+    let next = Number.POSITIVE_INFINITY;
+    for (const atMs of this.#scheduled.values()) if (atMs < next) next = atMs;
+    return { count: this.#scheduled.size, nextMs: Number.isFinite(next) ? next : null };
+  }
+
+    /** Every hint, in order, leaving the index empty. */
   drain(): Array<Hint<S>> {
     const out: Array<Hint<S>> = [];
     for (let hint = this.takeDue(Infinity); hint !== undefined; hint = this.takeDue(Infinity)) out.push(hint);
@@ -415,6 +422,11 @@ abstract class WindowAggregateBase<K, V, A, SK, SV> implements Processor<K, V, W
   }
 
   abstract process(record: StreamRecord<K, V>, ctx: Context<K, A>): void;
+
+  inspect(): ProcessorInspection {
+    const { count, nextMs } = this.#index.pending();
+    return { openWindows: count, nextWindowCloseMs: nextMs };
+  }
 
   /** The grouping key a slot belongs to. */
   protected abstract keyOf(slot: SK): K;

@@ -24,6 +24,7 @@ import { LevelProjectionStore } from '../projections/level-store.js';
 import { ProjectionManager } from '../projections/manager.js';
 import { loadProjections, type ProjectionDefinition } from '../projections/projection.js';
 import type { ProjectionStore } from '../projections/store.js';
+import { LAG_SAMPLE_INTERVAL_MS, LagHistory } from './lag-history.js';
 
 export const VERSION: string = readVersion();
 
@@ -61,6 +62,8 @@ export class Engine implements EngineApi {
   readonly #startedAt = new Date();
   #http: FastifyInstance | undefined;
   #url: string | undefined;
+  readonly #lagHistory = new LagHistory();
+  #lagSampler: NodeJS.Timeout | undefined;
   #state: EngineStatus['state'] = 'starting';
   #services: DefaultEngineServices | undefined;
   #models: ModelService | undefined;
@@ -148,11 +151,14 @@ export class Engine implements EngineApi {
       await runner.start();
     }
     await this.#startProjections(loaded);
+    this.#lagSampler = setInterval(() => this.#lagHistory.sample(this.#runners.map((r) => r.status())), LAG_SAMPLE_INTERVAL_MS);
+    this.#lagSampler.unref();
     if (withHttp) {
       this.#http = await buildHttpServer(this, {
         bodyLimitBytes: config.http.bodyLimitBytes,
         maxRecordsPerRequest: config.http.maxRecordsPerRequest,
         logger: false,
+        console: { readOnly: config.http.consoleReadOnly },
       });
       this.#url = await this.#http.listen({ host: config.http.host, port: config.http.port });
     }
@@ -217,7 +223,17 @@ export class Engine implements EngineApi {
   }
 
   async status(): Promise<EngineStatus> {
-    const applications = this.#runners.map((r) => r.status());
+    const history = this.#lagHistory;
+    const applications = this.#runners.map((r) => {
+      const status = r.status();
+      return {
+        ...status,
+        tasks: status.tasks.map((t) => ({
+          ...t,
+          inputs: t.inputs.map((i) => ({ ...i, lagTrend: history.of(status.applicationId, i.topic, i.partition) })),
+        })),
+      };
+    });
     const failed = applications.some((a) => a.state === 'failed');
     return {
       state: failed && this.#state === 'running' ? 'failed' : this.#state,
@@ -231,6 +247,7 @@ export class Engine implements EngineApi {
   async stop(): Promise<void> {
     if (this.#state === 'stopped') return;
     this.#state = 'stopping';
+    clearInterval(this.#lagSampler);
     this.#logger.info('stopping: HTTP API');
     await this.#http?.close();
     this.#logger.info('stopping: topologies');

@@ -52,15 +52,38 @@ export interface DeadLetterPlan {
   readonly token: string;
 }
 
-export interface AuditEvent {
-  readonly type: 'DeadLettersRedriven' | 'DeadLettersSkipped';
+/** What `_audit` holds: one event per operator action, whatever it acted on. */
+export type AuditEvent = DeadLetterAuditEvent | ModelAuditEvent;
+
+interface AuditEventBase {
   readonly at: string;
+  /** Who acted: the `x-millrace-actor` header, else `http:<client address>`. */
   readonly actor: string;
+  readonly reason?: string;
+}
+
+/** The routing of a model as an audit event records it. */
+export interface AuditedRouting {
+  readonly stable: string | null;
+  readonly canary: { readonly version: string; readonly percent: number } | null;
+}
+
+/** An operator's promotion or rollback of a model version (the same decision is on `model-registry`). */
+export interface ModelAuditEvent extends AuditEventBase {
+  readonly type: 'ModelPromoted' | 'ModelRolledBack';
+  readonly model: string;
+  readonly version: string;
+  /** The routing before and after the decision. */
+  readonly from: AuditedRouting;
+  readonly to: AuditedRouting;
+}
+
+export interface DeadLetterAuditEvent extends AuditEventBase {
+  readonly type: 'DeadLettersRedriven' | 'DeadLettersSkipped';
   readonly topic: string;
   readonly partition: number;
   /** The dead letters' offsets the action took. */
   readonly offsets: readonly number[];
-  readonly reason?: string;
   /** Where each redriven record landed. */
   readonly redriven?: ReadonlyArray<{ readonly from: number; readonly topic: string; readonly partition: number }>;
 }
@@ -110,9 +133,9 @@ async function handledOffsets(log: Log, topic: string, partition: number): Promi
       if (batch.records.length === 0) break;
       for (const r of batch.records) {
         if (++read > MAX_AUDIT_RECORDS) throw new MillraceError('MILLRACE_INTERNAL', `the audit topic holds more than ${MAX_AUDIT_RECORDS} events`);
-        let event: Partial<AuditEvent>;
+        let event: Partial<DeadLetterAuditEvent>;
         try {
-          event = JSON.parse(r.value?.toString('utf8') ?? 'null') as Partial<AuditEvent>;
+          event = JSON.parse(r.value?.toString('utf8') ?? 'null') as Partial<DeadLetterAuditEvent>;
         } catch {
           continue; // not one of ours
         }
@@ -226,7 +249,7 @@ async function act(
       redriven.push({ from: at, ...target });
     }
   }
-  const event: AuditEvent = {
+  const event: DeadLetterAuditEvent = {
     type: action === 'redrive' ? 'DeadLettersRedriven' : 'DeadLettersSkipped',
     at: new Date(options.nowMs ?? Date.now()).toISOString(),
     actor: options.actor,

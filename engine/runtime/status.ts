@@ -22,6 +22,27 @@ export interface InputStatus {
    */
   readonly stalledForMs: number;
   readonly stalled: boolean;
+  /** Lag in records sampled every 5 s, oldest first (up to ten minutes): is it growing or draining? */
+  readonly lagTrend?: readonly number[];
+}
+
+/** One node of a task's graph. */
+export interface NodeStatus {
+  readonly node: string;
+  /** Records it received since the task started. */
+  readonly records: number;
+  /** Windowed operators: store entries with windows waiting to close, and when the next may close. */
+  readonly openWindows?: number;
+  readonly nextWindowCloseAt?: string | null;
+}
+
+/** Percentiles of a task's recent checkpoints: from taking a batch's first record to its durable checkpoint. */
+export interface LatencyPercentiles {
+  readonly p50: number;
+  readonly p95: number;
+  readonly p99: number;
+  /** Checkpoints they were taken over (the most recent, at most a few hundred). */
+  readonly samples: number;
 }
 
 export interface TaskStatus {
@@ -40,6 +61,11 @@ export interface TaskStatus {
   /** Event time up to which windows may close (stream time minus the topology's grace). */
   readonly watermark: string | null;
   readonly error: string | null;
+  /** Records processed per second over the last few seconds of checkpoints (0 when idle). */
+  readonly recordsPerSecond: number;
+  /** Milliseconds; null before the first checkpoint that carried records. */
+  readonly latencyMs: LatencyPercentiles | null;
+  readonly nodes: readonly NodeStatus[];
 }
 
 export interface ApplicationStatus {

@@ -15,6 +15,7 @@ import {
 import type { Metrics } from '../metrics/metrics.js';
 import type { KeyValueBackend } from '../state/backend.js';
 import type { StoreSpec, Subtopology, Topology } from '../topology/topology.js';
+import { RecentCheckpoints } from './recent.js';
 import type { InputStatus, TaskStatus } from './status.js';
 import { TaskExecutor, type TaskEnvironment } from './task-executor.js';
 
@@ -97,6 +98,7 @@ export class StreamTask {
   #lastCommitMs = 0;
   #lastCommitAt: string | null = null;
   #commits = 0;
+  readonly #recent = new RecentCheckpoints();
   /** Each input's position when a status read last saw it move. */
   readonly #progressSeen = new Map<string, { position: number; atMs: number }>();
   /** When the first record since the last checkpoint was taken: its wait is the checkpoint's record latency. */
@@ -364,6 +366,7 @@ export class StreamTask {
         const now = performance.now();
         this.#recordMetrics(outputs, inCounts, (now - started) / 1000, firstTakenMs === undefined ? undefined : (now - firstTakenMs) / 1000);
         this.#commits++;
+        this.#recent.record(Date.now(), executor.processed, firstTakenMs === undefined ? undefined : now - firstTakenMs);
         this.#lastCommitAt = new Date().toISOString();
         return this.#purgeRepartitionInputs();
       },
@@ -539,6 +542,9 @@ export class StreamTask {
       streamTime: streamTime < 0 ? null : new Date(streamTime).toISOString(),
       watermark: this.executor.watermarkMs < 0 || !Number.isFinite(this.executor.watermarkMs) ? null : new Date(this.executor.watermarkMs).toISOString(),
       error: this.#error,
+      recordsPerSecond: this.#recent.recordsPerSecond(Date.now(), this.executor.processed),
+      latencyMs: this.#recent.latency(),
+      nodes: this.executor.nodes(),
     };
   }
 }

@@ -5,10 +5,11 @@ import type { SerdeContext } from '../serde/serde.js';
 import type { KeyValueBackend } from '../state/backend.js';
 import { CachingStore, RecordJournal } from '../state/caching-store.js';
 import { TypedKeyValueStore, type KeyValueStore, type ReadOnlyKeyValueStore } from '../state/key-value-store.js';
-import type { Cancellable, Processor, ProcessorContext, PunctuationType } from '../topology/processor.js';
+import type { Cancellable, Processor, ProcessorContext, ProcessorInspection, PunctuationType } from '../topology/processor.js';
 import type { RecordMetadata, StreamRecord } from '../topology/record.js';
 import type { NodeSpec, SinkNodeSpec, SourceNodeSpec, StoreSpec, Subtopology, Topology } from '../topology/topology.js';
 import { deadLetterFor, type ErrorPolicy } from './dead-letter.js';
+import type { NodeStatus } from './status.js';
 
 /** A record a task writes: to a sink topic, a changelog, a dead-letter or the late-records topic. */
 export interface OutputRecord {
@@ -150,6 +151,21 @@ export class TaskExecutor {
     }
   }
 
+  /** Per node: records received, and what its processor tells of itself (open windows). */
+  nodes(): NodeStatus[] {
+    return this.#nodes.map((node) => {
+      const inspection = node.inspect();
+      return {
+        node: node.name,
+        records: node.received,
+        ...(inspection?.openWindows === undefined ? {} : { openWindows: inspection.openWindows }),
+        ...(inspection?.nextWindowCloseMs === undefined
+          ? {}
+          : { nextWindowCloseAt: inspection.nextWindowCloseMs === null ? null : new Date(inspection.nextWindowCloseMs).toISOString() }),
+      };
+    });
+  }
+
   /** Calls every processor's `init`, in graph order; returns a promise only if some `init` did. */
   init(): void | Promise<void> {
     for (let i = 0; i < this.#nodes.length; i++) {
@@ -257,6 +273,7 @@ export class TaskExecutor {
     if (record.timestamp > this.#streamTime) this.#streamTime = record.timestamp;
     let failure: Failure | undefined;
     try {
+      source.node.received++;
       source.node.forward(record);
     } catch (error) {
       this.#pending = [];
@@ -566,6 +583,8 @@ function extractTimestamp(source: SourceNodeSpec, record: StreamRecord<unknown, 
 /** One node of the graph inside one task: its processor instance, context and children. */
 class NodeInstance {
   readonly name: string;
+  /** Records this node received since the task was created: the console colours the graph by it. */
+  received = 0;
   readonly spec: NodeSpec;
   readonly #task: TaskExecutor;
   readonly #children: NodeInstance[] = [];
@@ -640,7 +659,12 @@ class NodeInstance {
     for (let i = 0; i < children.length; i++) children[i]!.receive(record);
   }
 
+  inspect(): ProcessorInspection | undefined {
+    return this.#processor?.inspect?.();
+  }
+
   receive(record: StreamRecord<unknown, unknown>): void {
+    this.received++;
     const task = this.#task;
     const previous = task.enterNode(this.name);
     if (this.spec.kind === 'sink') {

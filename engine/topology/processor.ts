@@ -75,6 +75,16 @@ export interface Processor<KIn, VIn, KOut = never, VOut = never> {
   init?(context: ProcessorContext<KOut, VOut>): void | Promise<void>;
   process(record: StreamRecord<KIn, VIn>, context: ProcessorContext<KOut, VOut>): void | Promise<void>;
   close?(): void;
+  /** What the processor holds that an operator wants to see (status and the console); cheap, read-only. */
+  inspect?(): ProcessorInspection;
+}
+
+/** A processor's view of itself for status: windowed operators tell how many windows are waiting to close. */
+export interface ProcessorInspection {
+  /** Store entries with windows still open (one per key and window, or per key for sliding and session windows). */
+  readonly openWindows?: number;
+  /** Event time (ms) at which the next of them may close; null when none is open. */
+  readonly nextWindowCloseMs?: number | null;
 }
 
 /** A new processor instance per task: processors hold per-task state such as store handles. */

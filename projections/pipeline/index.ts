@@ -11,6 +11,7 @@
  *                       user/<user>/<at>/<transaction id>         a user's alerts, in time order
  *   model-performance   <model>/<version>/all | amount=<band> | country=<CC> | route=<route>
  *   drift-timeline      <model>/<version>/<window end>            drift verdicts, in time order
+ *                       <model>/evaluations/<version>/<window end> every evaluation, with reference and live bins
  *                       <model>/story/<at>/<step>-<type>/<subject> drift → retrain → canary → promote / roll back
  *   dead-letters        <dlq topic> | <dlq topic>/<code>          totals, and per problem code
  */

@@ -547,6 +547,25 @@ export function runProjectionStoreSuite(name: string, factory: ProjectionStoreFa
         expect(await scanAll(store(), p)).toEqual([['a', 2], ['c', 1]]);
       });
 
+      it('answers keys with long histories (a counter updated by every event) with their latest or as-of version', async () => {
+        const p = projection('long-history');
+        // `count` has 60 versions, `gone` 40 then a delete, `short` 2; their versions interleave in time.
+        for (let i = 1; i <= 60; i++) {
+          const ops = [put('count', i, 10 * i)];
+          if (i <= 40) ops.push(put('gone', i, 10 * i + 1));
+          if (i === 41) ops.push(del('gone', 10 * i + 1));
+          if (i <= 2) ops.push(put('short', i, 10 * i + 2));
+          await store().apply(p, batch(i, ops));
+        }
+        expect(await scanAll(store(), p)).toEqual([['count', 60], ['short', 2]]);
+        expect(await scanAll(store(), p, { limit: 1 })).toEqual([['count', 60], ['short', 2]]);
+        expect(await scanAll(store(), p, { asOfMs: 255 })).toEqual([['count', 25], ['gone', 25], ['short', 2]]);
+        expect(await scanAll(store(), p, { asOfMs: 405 })).toEqual([['count', 40], ['gone', 40], ['short', 2]]);
+        expect(await scanAll(store(), p, { asOfMs: 415 })).toEqual([['count', 41], ['short', 2]]);
+        expect(await scanAll(store(), p, { asOfMs: 5 })).toEqual([]);
+        expect(await scanAll(store(), p, { prefix: 'g' })).toEqual([]);
+      });
+
       it('finishes through long runs of deleted keys and history, each page within its limit', async () => {
         const p = projection('tombstones');
         const dead = Array.from({ length: 3 * SUITE_LIMITS.maxScanEntries }, (_, i) => `d${String(i).padStart(4, '0')}`);

@@ -104,7 +104,15 @@ describe('model HTTP API', () => {
   });
   const promoted = (model: string, version: string): ModelRegistryEvent => ({ type: 'ModelPromoted', model, version, at: AT });
   const canary = (model: string, version: string, percent: number): ModelRegistryEvent => ({ type: 'CanaryStarted', model, version, percent, at: AT });
-  const rolledBack = (model: string, version: string): ModelRegistryEvent => ({ type: 'ModelRolledBack', model, version, reason: 'worse', at: AT });
+  const rolledBack = (model: string, version: string, decidedBy?: 'operator'): ModelRegistryEvent => ({
+    type: 'ModelRolledBack',
+    model,
+    version,
+    reason: 'worse',
+    at: AT,
+    ...(decidedBy === undefined ? {} : { decided_by: decidedBy }),
+  });
+  const refused = (model: string, version: string): ModelRegistryEvent => ({ type: 'ModelRefused', model, version, reason: 'cannot be served', at: AT });
 
   const listModels = async () => {
     const res = await app.inject({ method: 'GET', url: '/models' });
@@ -157,8 +165,8 @@ describe('model HTTP API', () => {
       await events(registered('listed', 'v3'), canary('listed', 'v3', 50), promoted('listed', 'v3'));
       expect(await traffic('listed')).toEqual({ v1: ['retired', 0], v2: ['rolled-back', 0], v3: ['stable', 100] });
 
-      // when: the stable v3 is rolled back: v1, the last stable one, serves again
-      await events(rolledBack('listed', 'v3'));
+      // when: an operator rolls the stable v3 back: v1, the last stable one, serves again
+      await events(rolledBack('listed', 'v3', 'operator'));
       expect(await traffic('listed')).toEqual({ v1: ['stable', 100], v2: ['rolled-back', 0], v3: ['rolled-back', 0] });
       expect(await model('listed')).toMatchObject({ stable: 'v1' });
     });
@@ -294,10 +302,11 @@ describe('model HTTP API', () => {
         expect((await predict('unpromoted', { instances: ROWS })).statusCode).toBe(200);
       });
 
-      it('a model whose only stable version was rolled back: 503 MILLRACE_MODEL_UNAVAILABLE', async () => {
+      it('a model whose only stable version was refused: 503 MILLRACE_MODEL_UNAVAILABLE', async () => {
         await events(registered('withdrawn', 'v1'), promoted('withdrawn', 'v1'));
         expect((await predict('withdrawn', { instances: ROWS })).statusCode).toBe(200);
-        await events(rolledBack('withdrawn', 'v1'));
+        // A rollback cannot withdraw the only stable version (nothing would serve instead); a refusal does.
+        await events(refused('withdrawn', 'v1'));
         expectProblem(await predict('withdrawn', { instances: ROWS }), 503, 'MILLRACE_MODEL_UNAVAILABLE');
       });
 

@@ -4,9 +4,10 @@
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { isMillraceError } from '../../engine/errors.js';
-import { DriftDetector } from '../../engine/ml/drift/detector.js';
+import { DriftDetector, type DriftVerdict } from '../../engine/ml/drift/detector.js';
 import {
   buildReferenceDistribution,
   readDriftReference,
@@ -15,10 +16,20 @@ import {
 } from '../../engine/ml/drift/reference.js';
 import type { DriftWindowHeader } from '../../engine/ml/drift/window.js';
 import { EmbeddedLog } from '../../engine/log/embedded/embedded-log.js';
+import { parseAvroSchema, validateValue } from '../../engine/serde/logical-types.js';
+import { loadSchemaVersions } from '../../engine/serde/schema-files.js';
 import { LevelBackend } from '../../engine/state/backend.js';
 import { TopologyTestDriver } from '../../engine/testing/index.js';
 import { FEATURE_NAMES, Topics, type DriftDetected, type Features, type ModelRouting, type ModelVersionRef, type Prediction } from '../../topologies/pipeline/contract.js';
-import drift, { DRIFT_STORES, driftOptionsFrom, driftTopology, type DriftLogger } from '../../topologies/pipeline/drift.js';
+import drift, {
+  DRIFT_STORES,
+  driftDetectedEvent,
+  driftEvaluationEvent,
+  driftOptionsFrom,
+  driftTopology,
+  type DriftEvaluation,
+  type DriftLogger,
+} from '../../topologies/pipeline/drift.js';
 import { caughtUp, readTopic, startRunner, tempDir } from '../support/runtime.js';
 import { seededRandom as random } from '../support/engine-process.js';
 
@@ -123,33 +134,62 @@ describe('the drift topology', () => {
     const routing = driver.createInputTopic<string, ModelRouting>(Topics.modelRouting);
     const predictions = driver.createInputTopic<string, Prediction>(Topics.predictions);
     const events = driver.createOutputTopic<string, DriftDetected>(Topics.drift);
+    const evaluations = driver.createOutputTopic<string, DriftEvaluation>(Topics.driftEvaluations);
     const send = (rows: readonly Prediction[]) => {
       for (const p of rows) predictions.pipeInput(p.transaction_id, p, Date.parse(p.at));
     };
     const route = (stable: ModelVersionRef | null, canary: (ModelVersionRef & { percent: number }) | null = null) =>
       routing.pipeInput('fraud', { model: 'fraud', stable, canary });
     const header = () => driver.getKeyValueStore<string, DriftWindowHeader>(DRIFT_STORES.headers).get('fraud');
-    return { driver, predictions, events, send, route, header };
+    return { driver, predictions, events, evaluations, send, route, header };
   }
 
-  /** The verdicts a detector over a memory window gives for the same rows: what the topology must emit. */
-  function expectedVerdicts(rows: readonly Prediction[], version = 'v1'): DriftDetected[] {
+  /** What a detector over a memory window says of the same rows (what the topology must emit): every evaluation, and the verdicts. */
+  function expectedOutput(rows: readonly Prediction[], version = 'v1'): { verdicts: DriftDetected[]; evaluations: DriftEvaluation[] } {
+    const seen: DriftVerdict[] = [];
     const detector = new DriftDetector({
       model: 'fraud',
       version,
       features: FEATURE_NAMES,
       reference: readDriftReference(join(dir.path, version, 'reference.json'))!,
       options: OPTIONS,
+      onEvaluation: (evaluation) => seen.push(evaluation),
     });
-    return rows.flatMap((p) => detector.observe({ timestampMs: Date.parse(p.at), features: p.features, score: p.probability }) ?? []);
+    const verdicts = rows.flatMap((p) => detector.observe({ timestampMs: Date.parse(p.at), features: p.features, score: p.probability }) ?? []);
+    return { verdicts: verdicts.map(driftDetectedEvent), evaluations: seen.map(driftEvaluationEvent) };
   }
 
-  it('emits nothing for traffic like the reference, though it evaluates', () => {
+  it('emits no verdict for traffic like the reference, though it evaluates', () => {
     const s = setup();
     s.route(ref('v1'));
     s.send(predictionSource(10)(3_000));
     expect(s.events.readValuesToList()).toEqual([]);
     expect(s.header()).toMatchObject({ size: 1_000, rowsSeen: 3_000, evaluations: 9, events: 0, missingReference: 0 });
+  });
+
+  it('writes every evaluation, drifted or not, to drift-evaluations keyed by model, with each column\'s bins', () => {
+    const s = setup();
+    s.route(ref('v1'));
+    const rows = predictionSource(10)(3_000);
+    s.send(rows);
+    const out = s.evaluations.readRecordsToList();
+    expect(out.map((r) => r.key)).toEqual(Array(9).fill('fraud'));
+    const values = out.map((r) => r.value!);
+    expect(values.map((e) => e.drifted_features)).toEqual(Array(9).fill([]));
+    const [first] = values;
+    expect(Object.keys(first!)).toEqual(['model', 'version', 'window_start', 'window_end', 'window_size', 'drifted_features', 'statistics', 'at']);
+    expect(first).toMatchObject({ model: 'fraud', version: 'v1', window_size: 1_000, window_end: rows[999]!.at, at: rows[999]!.at });
+    expect(first!.statistics.map((st) => st.feature)).toEqual([...FEATURE_NAMES, 'score']);
+    for (const st of first!.statistics) {
+      expect(Object.keys(st)).toEqual(['feature', 'ks', 'ks_p_value', 'psi', 'js', 'drifted', 'bins']);
+      expect(st.bins.edges).toHaveLength(st.bins.reference.length + 1);
+      expect(st.bins.live).toHaveLength(st.bins.reference.length);
+      expect(st.bins.live.reduce((a, b) => a + b, 0)).toBeCloseTo(1, 5);
+    }
+    // Each evaluation is timed by its window's latest row, so the topic reads in event time.
+    expect(out.map((r) => r.timestamp)).toEqual(values.map((e) => Date.parse(e.window_end)));
+    // The window in the stores gives exactly what a window in memory gives.
+    expect(values).toEqual(expectedOutput(rows).evaluations);
   });
 
   it('names the shifted features once amounts grow 2.5 times, with statistics for every feature and the score', () => {
@@ -178,7 +218,31 @@ describe('the drift topology', () => {
     expect(event.at).toBe(event.window_end);
     expect(Date.parse(event.window_end)).toBeGreaterThan(Date.parse(rows[1_500]!.at));
     // The window in the stores gives exactly what a window in memory gives.
-    expect([event, again]).toEqual(expectedVerdicts(rows));
+    expect([event, again]).toEqual(expectedOutput(rows).verdicts);
+
+    // A verdict's evaluation reaches drift-evaluations too, the same statistics with their bins.
+    const evaluations = s.evaluations.readValuesToList().map((e) => e!);
+    expect(evaluations).toEqual(expectedOutput(rows).evaluations);
+    const drifted = evaluations.filter((e) => e.drifted_features.length > 0);
+    expect(drifted.map((e) => e.window_end)).toEqual([event.window_end, again.window_end]);
+    expect(drifted[0]!.statistics.map(({ bins: _bins, ...st }) => st)).toEqual(event.statistics);
+    // Undrifted evaluations before the shift, none during the cool-downs.
+    expect(evaluations.length).toBeGreaterThan(drifted.length);
+  });
+
+  it('keeps the bins out of the Avro drift event: DriftDetected is exactly its schema', async () => {
+    const s = setup();
+    s.route(ref('v1'));
+    const source = predictionSource(11);
+    s.send([...source(1_500), ...source(2_000, { amountFactor: 2.5 })]);
+    const [event] = s.events.readValuesToList();
+    expect(event).toBeDefined();
+    for (const st of event!.statistics) expect(st).not.toHaveProperty('bins');
+    const schemas = await loadSchemaVersions(fileURLToPath(new URL('../../schemas', import.meta.url)), 'drift-detected');
+    const type = parseAvroSchema(schemas.at(-1)!);
+    // A field the schema lacks is an issue, so none means no bins at any depth.
+    expect(validateValue(type, event)).toEqual([]);
+    expect(type.fromBuffer(type.toBuffer(event))).toEqual(event);
   });
 
   it('ignores canary-served rows and rows of versions that are not the stable one', () => {
@@ -280,6 +344,7 @@ describe('the drift topology', () => {
       await log.createTopic({ name: Topics.predictions, partitions: 1 });
       await log.createTopic({ name: Topics.modelRouting, partitions: 1, cleanupPolicy: 'compact' });
       await log.createTopic({ name: Topics.drift, partitions: 1 });
+      await log.createTopic({ name: Topics.driftEvaluations, partitions: 1 });
     });
     afterEach(async () => {
       await log.close();
@@ -314,9 +379,12 @@ describe('the drift topology', () => {
         await second.stop();
 
         const events = (await readTopic(log, Topics.drift)).map((r) => JSON.parse(r.value!.toString()) as DriftDetected);
-        const expected = expectedVerdicts([...before, ...after]);
-        expect(expected.length).toBeGreaterThan(0);
-        expect(events).toEqual(expected);
+        const expected = expectedOutput([...before, ...after]);
+        expect(expected.verdicts.length).toBeGreaterThan(0);
+        expect(events).toEqual(expected.verdicts);
+        // Every evaluation once, across the restart too.
+        const evaluations = (await readTopic(log, Topics.driftEvaluations)).map((r) => JSON.parse(r.value!.toString()) as DriftEvaluation);
+        expect(evaluations).toEqual(expected.evaluations);
       });
     }
   });

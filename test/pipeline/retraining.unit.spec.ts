@@ -11,6 +11,7 @@ function setup(options = {}) {
   const drift = driver.createInputTopic<string, DriftDetected>(Topics.drift);
   const jobs = driver.createInputTopic<string, TrainingJobEvent>(Topics.trainingJobs);
   const outcomes = driver.createInputTopic<string, Outcome>(Topics.outcomes);
+  const registryIn = driver.createInputTopic<string, ModelRegistryEvent>(Topics.modelRegistry);
   const jobsOut = driver.createOutputTopic<string, TrainingJobEvent>(Topics.trainingJobs);
   const registry = driver.createOutputTopic<string, ModelRegistryEvent>(Topics.modelRegistry);
   let clock = T0;
@@ -35,7 +36,7 @@ function setup(options = {}) {
     fraud,
     at: new Date(tick()).toISOString(),
   });
-  return { driver, feedback, drift, jobs, outcomes, jobsOut, registry, trained, outcome, tick, now: () => clock };
+  return { driver, feedback, drift, jobs, outcomes, registryIn, jobsOut, registry, trained, outcome, tick, now: () => clock };
 }
 
 describe('the retraining and canary controller', () => {
@@ -106,5 +107,146 @@ describe('the retraining and canary controller', () => {
     const events = s.registry.readValuesToList();
     expect(events.map((e) => e!.type)).toEqual(['ModelRolledBack']);
     expect((events[0] as { reason: string }).reason).toMatch(/worse on feedback: stage 5%/);
+  });
+});
+
+describe("the controller and an operator's decisions", () => {
+  type Setup = ReturnType<typeof setup>;
+  type Stage = { version: string; percent: number; canary: { n: number }; stable: { n: number } } | null;
+  interface Stored {
+    stage: Stage;
+    registry: { stable: string | null; canary: { version: string; percent: number } | null; versions: Record<string, { status: string }> };
+  }
+  const stored = (s: Setup) => s.driver.getKeyValueStore<string, Stored>('controller').get('fraud')!;
+  const statuses = (s: Setup) => Object.fromEntries(Object.entries(stored(s).registry.versions).map(([v, e]) => [v, e.status]));
+  const decide = (s: Setup, type: 'ModelPromoted' | 'ModelRolledBack', version: string) =>
+    s.registryIn.pipeInput(
+      'fraud',
+      type === 'ModelPromoted'
+        ? { type, model: 'fraud', version, at: new Date(s.tick()).toISOString(), decided_by: 'operator', reason: 'by hand' }
+        : { type, model: 'fraud', version, reason: 'by hand', at: new Date(s.tick()).toISOString(), decided_by: 'operator' },
+      s.now(),
+    );
+  /** Outcomes on which the canary is clearly better: each stage would pass as soon as both arms have enough. */
+  const betterCanary = (s: Setup, canary: string, stable: string, rounds: number) => {
+    for (let i = 0; i < rounds; i++) {
+      const fraud = i % 5 === 0;
+      s.outcomes.pipeInput('fraud', s.outcome(canary, 'canary', fraud ? 0.9 : 0.1, fraud), s.now());
+      s.outcomes.pipeInput('fraud', s.outcome(stable, 'stable', fraud ? 0.4 : 0.5, fraud), s.now());
+    }
+  };
+  /** The registry events of the controller since the last read (an operator's come back on the same topic). */
+  const controllerEvents = (s: Setup) => s.registry.readValuesToList().filter((e) => (e as { decided_by?: string }).decided_by !== 'operator');
+
+  /** Given: v1 serves, v2 is in canary at 5 %. */
+  function canaryAt5(): Setup {
+    const s = setup({ bootstrapLabels: 1 });
+    s.feedback.pipeInput('t', { transaction_id: 't', user: 'u', fraud: false, at: new Date(s.tick()).toISOString() }, s.now());
+    s.jobs.pipeInput('fraud', s.trained('fraud-1', 'v1', { auc: 0.9 }), s.tick());
+    s.drift.pipeInput('fraud', { model: 'fraud', version: 'v1', window_start: '', window_end: '', window_size: 1, statistics: [], drifted_features: ['amount'], at: '' }, s.tick());
+    s.jobs.pipeInput('fraud', s.trained('fraud-2', 'v2', { auc: 0.95, baseline_auc: 0.9 }), s.tick());
+    expect(s.registry.readValuesToList().at(-1)).toMatchObject({ type: 'CanaryStarted', version: 'v2', percent: 5 });
+    // Some evidence gathered, not yet enough to judge.
+    betterCanary(s, 'v2', 'v1', 10);
+    expect(stored(s).stage).toMatchObject({ version: 'v2', percent: 5, canary: { n: 10 }, stable: { n: 10 } });
+    return s;
+  }
+
+  /** Given: v1 retired, v2 serves (promoted through every stage), v3 in canary at 5 %. */
+  function secondCanaryAt5(): Setup {
+    const s = canaryAt5();
+    betterCanary(s, 'v2', 'v1', 400);
+    expect(controllerEvents(s).at(-1)).toMatchObject({ type: 'ModelPromoted', version: 'v2' });
+    s.drift.pipeInput('fraud', { model: 'fraud', version: 'v2', window_start: '', window_end: '', window_size: 1, statistics: [], drifted_features: ['amount'], at: '' }, s.tick());
+    s.jobs.pipeInput('fraud', s.trained('fraud-3', 'v3', { auc: 0.95, baseline_auc: 0.9 }), s.tick());
+    expect(controllerEvents(s).at(-1)).toMatchObject({ type: 'CanaryStarted', version: 'v3', percent: 5 });
+    betterCanary(s, 'v3', 'v2', 10);
+    return s;
+  }
+
+  it('an operator promoting the canary in stage 5 % ends the stage: no further decision on it', () => {
+    // given
+    const s = canaryAt5();
+    // when
+    decide(s, 'ModelPromoted', 'v2');
+    // then
+    expect(stored(s).stage).toBeNull();
+    expect(stored(s).registry).toMatchObject({ stable: 'v2', canary: null });
+    betterCanary(s, 'v2', 'v1', 400);
+    expect(controllerEvents(s)).toEqual([]);
+  });
+
+  it('retrains a version an operator brought back when it drifts again', () => {
+    // given: v2 promoted over v1 after v1 drifted, then rolled back by an operator: v1 serves again
+    const s = canaryAt5();
+    decide(s, 'ModelPromoted', 'v2');
+    decide(s, 'ModelRolledBack', 'v2');
+    expect(stored(s).registry).toMatchObject({ stable: 'v1', canary: null });
+    s.jobsOut.readValuesToList();
+    // when
+    s.drift.pipeInput('fraud', { model: 'fraud', version: 'v1', window_start: '', window_end: '', window_size: 1, statistics: [], drifted_features: ['amount'], at: '' }, s.tick());
+    // then
+    expect(s.jobsOut.readValuesToList().map((e) => [e!.type, e!.job_id])).toEqual([['RetrainRequested', 'fraud-3']]);
+  });
+
+  it('an operator rolling the canary back in stage 5 % ends the stage: no further decision on it', () => {
+    // given
+    const s = canaryAt5();
+    // when
+    decide(s, 'ModelRolledBack', 'v2');
+    // then
+    expect(stored(s).stage).toBeNull();
+    expect(stored(s).registry).toMatchObject({ stable: 'v1', canary: null });
+    expect(statuses(s)).toEqual({ v1: 'stable', v2: 'rolled-back' });
+    betterCanary(s, 'v2', 'v1', 400);
+    expect(controllerEvents(s)).toEqual([]);
+  });
+
+  it('an operator promoting another version ends the stage, and the canary is rolled back as the registry does', () => {
+    // given
+    const s = secondCanaryAt5();
+    // when: back to v1 by hand
+    decide(s, 'ModelPromoted', 'v1');
+    // then
+    expect(stored(s).stage).toBeNull();
+    expect(stored(s).registry).toMatchObject({ stable: 'v1', canary: null });
+    expect(statuses(s)).toEqual({ v1: 'stable', v2: 'retired', v3: 'rolled-back' });
+    betterCanary(s, 'v3', 'v1', 400);
+    expect(controllerEvents(s)).toEqual([]);
+  });
+
+  it('an operator rolling back the stable version keeps the stage, judged afresh against the version serving now', () => {
+    // given
+    const s = secondCanaryAt5();
+    expect(stored(s).stage).toMatchObject({ version: 'v3', canary: { n: 10 }, stable: { n: 10 } });
+    // when
+    decide(s, 'ModelRolledBack', 'v2');
+    // then
+    expect(stored(s).registry).toMatchObject({ stable: 'v1', canary: { version: 'v3', percent: 5 } });
+    expect(stored(s).stage).toMatchObject({ version: 'v3', percent: 5, canary: { n: 10 }, stable: { n: 0 } });
+    // v2's outcomes no longer count for the stable arm; v1's do
+    s.outcomes.pipeInput('fraud', s.outcome('v2', 'stable', 0.5, false), s.now());
+    expect(stored(s).stage).toMatchObject({ stable: { n: 0 } });
+    betterCanary(s, 'v3', 'v1', 400);
+    expect(controllerEvents(s).map((e) => [e!.type, e!.version])).toContainEqual(['CanaryStarted', 'v3']);
+  });
+
+  it('skips registry events that are not an operator decision: its own come back on the topic it reads', () => {
+    // given
+    const s = canaryAt5();
+    const before = stored(s);
+    // when: a stage change and a promotion without decided_by, as the controller itself writes them
+    s.registryIn.pipeInput('fraud', { type: 'CanaryStarted', model: 'fraud', version: 'v2', percent: 50, at: new Date(s.tick()).toISOString() }, s.now());
+    s.registryIn.pipeInput('fraud', { type: 'ModelPromoted', model: 'fraud', version: 'v2', at: new Date(s.tick()).toISOString() }, s.now());
+    s.registryIn.pipeInput('fraud', null, s.tick());
+    // then
+    expect(stored(s)).toEqual(before);
+  });
+
+  it('ignores an operator decision the registry fold does not apply (the stable version promoted again)', () => {
+    const s = canaryAt5();
+    const before = stored(s);
+    decide(s, 'ModelPromoted', 'v1');
+    expect(stored(s)).toEqual(before);
   });
 });

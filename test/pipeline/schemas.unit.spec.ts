@@ -48,7 +48,7 @@ const EVENTS = [
   {
     folder: 'model-registry-event',
     topic: Topics.modelRegistry,
-    fields: fieldsOf<AllKeys<ModelRegistryEvent>>()(['type', 'model', 'version', 'at', 'artifact_uri', 'sha256', 'reference_uri', 'metrics', 'percent', 'evidence', 'reason']),
+    fields: fieldsOf<AllKeys<ModelRegistryEvent>>()(['type', 'model', 'version', 'at', 'artifact_uri', 'sha256', 'reference_uri', 'metrics', 'percent', 'evidence', 'reason', 'decided_by']),
   },
 ] as const;
 

@@ -17,7 +17,7 @@ import { deadLetterFor } from '../../engine/runtime/dead-letter.js';
 import { ProjectionTestDriver, type ProjectionTestInput } from '../../engine/testing/index.js';
 import { alertsProjection, type Alert } from '../../projections/pipeline/alerts.js';
 import deadLettersModule, { MALFORMED, deadLettersProjection, type DeadLetterTotals, type DeadLettersByCode } from '../../projections/pipeline/dead-letters.js';
-import driftTimeline, { type DriftVerdict, type StoryEntry } from '../../projections/pipeline/drift-timeline.js';
+import driftTimeline, { type DriftEvaluation as StoredEvaluation, type DriftVerdict, type StoryEntry } from '../../projections/pipeline/drift-timeline.js';
 import { PIPELINE_PROJECTIONS, pipelineProjections } from '../../projections/pipeline/index.js';
 import modelPerformance, { SCORE_BINS, SCORE_BIN_EDGES, amountBand, scoreBin, type ModelPerformance } from '../../projections/pipeline/model-performance.js';
 import userRisk, { type UserRisk } from '../../projections/pipeline/user-risk.js';
@@ -32,6 +32,7 @@ import {
   type Prediction,
   type TrainingJobEvent,
 } from '../../topologies/pipeline/contract.js';
+import type { DriftEvaluation } from '../../topologies/pipeline/drift.js';
 
 const T0 = Date.parse('2026-01-02T00:00:00Z');
 const iso = (ms: number): string => new Date(T0 + ms).toISOString();
@@ -512,6 +513,24 @@ function driftVerdict(version: string, endMs: number, drifted: readonly string[]
   return { topic: Topics.drift, key: 'fraud', value, timestampMs: T0 + endMs };
 }
 
+const BINS = { edges: [0, 10, 20, 40], reference: [0.25, 0.5, 0.25], live: [0.1, 0.4, 0.5] };
+
+/** An evaluation on drift-evaluations, as the drift topology writes it. */
+function driftEvaluation(version: string, endMs: number, drifted: readonly string[], bins: DriftEvaluation['statistics'][number]['bins'] = BINS): ProjectionTestInput {
+  const stat = (feature: string) => ({ feature, ks: 0.3, ks_p_value: 0.001, psi: 0.4, js: 0.05, drifted: drifted.includes(feature), bins });
+  const value: DriftEvaluation = {
+    model: 'fraud',
+    version,
+    window_start: iso(endMs - 10 * MINUTE),
+    window_end: iso(endMs),
+    window_size: 500,
+    drifted_features: drifted,
+    statistics: ['amount', 'score'].map(stat),
+    at: iso(endMs),
+  };
+  return { topic: Topics.driftEvaluations, key: 'fraud', value, timestampMs: T0 + endMs };
+}
+
 const job = (event: TrainingJobEvent): ProjectionTestInput => ({ topic: Topics.trainingJobs, key: event.model, value: event, timestampMs: Date.parse(event.at) });
 const registryEvent = (event: ModelRegistryEvent): ProjectionTestInput => ({ topic: Topics.modelRegistry, key: event.model, value: event, timestampMs: Date.parse(event.at) });
 
@@ -536,6 +555,55 @@ describe('drift-timeline', () => {
       at: iso(30 * MINUTE),
       as_of_ms: T0 + 30 * MINUTE,
     } satisfies DriftVerdict);
+  });
+
+  it("keeps every evaluation with its bins under <model>/evaluations/<version>/<window end>, so a prefix scan charts one version's over time", async () => {
+    const driver = await run(driftTimeline, [
+      driftEvaluation('v1', 30 * MINUTE, ['amount']),
+      driftVerdict('v1', 30 * MINUTE, ['amount']),
+      driftEvaluation('v1', 10 * MINUTE, []),
+      driftEvaluation('v2', 20 * MINUTE, []),
+      driftEvaluation('v1', 20 * MINUTE, []),
+    ]);
+    expectNoDeadLetters(driver);
+    expect(driver.entries().filter(([key]) => key.startsWith('fraud/evaluations/v1/')).map(([key]) => key)).toEqual(
+      [10, 20, 30].map((m) => `fraud/evaluations/v1/${iso(m * MINUTE)}`),
+    );
+    // Beside the verdicts, not among them; and an evaluation tells no story.
+    expect(driver.entries().filter(([key]) => key.startsWith('fraud/v1/')).map(([key]) => key)).toEqual([`fraud/v1/${iso(30 * MINUTE)}`]);
+    expect(driver.entries().filter(([key]) => key.startsWith('fraud/story/'))).toHaveLength(1);
+    expect(driver.get(`fraud/evaluations/v1/${iso(10 * MINUTE)}`)).toEqual({
+      kind: 'evaluation',
+      model: 'fraud',
+      version: 'v1',
+      window_start: iso(0),
+      window_end: iso(10 * MINUTE),
+      window_size: 500,
+      drifted_features: [],
+      statistics: {
+        amount: { ks: 0.3, ks_p_value: 0.001, psi: 0.4, js: 0.05, drifted: false, bins: BINS },
+        score: { ks: 0.3, ks_p_value: 0.001, psi: 0.4, js: 0.05, drifted: false, bins: BINS },
+      },
+      at: iso(10 * MINUTE),
+      as_of_ms: T0 + 10 * MINUTE,
+    } satisfies StoredEvaluation);
+    expect(driver.get(`fraud/evaluations/v1/${iso(30 * MINUTE)}`)).toMatchObject({ drifted_features: ['amount'], statistics: { amount: { drifted: true } } });
+  });
+
+  it('keeps evaluations bounded: too many bins are left out, bins of the wrong shape are refused', async () => {
+    const many = { edges: Array.from({ length: 102 }, (_, i) => i), reference: Array(101).fill(1 / 101), live: Array(101).fill(1 / 101) };
+    const driver = await run(driftTimeline, [
+      driftEvaluation('v1', 10 * MINUTE, [], many),
+      driftEvaluation('v1', 20 * MINUTE, [], { ...BINS, live: [0.5, 0.5] }),
+      driftEvaluation('v1', 30 * MINUTE, [], { ...BINS, edges: [0, 1, 2, Number.NaN] }),
+    ]);
+    expect(driver.get(`fraud/evaluations/v1/${iso(10 * MINUTE)}`)).toMatchObject({ statistics: { amount: { psi: 0.4, bins: null } } });
+    expect(driver.get(`fraud/evaluations/v1/${iso(20 * MINUTE)}`)).toBeUndefined();
+    expect(driver.get(`fraud/evaluations/v1/${iso(30 * MINUTE)}`)).toBeUndefined();
+    expect(driver.deadLetters.map((d) => d.error.message)).toEqual([
+      expect.stringMatching(/bins must have k \+ 1 edges and k reference and live shares, got 4, 3 and 2/),
+      expect.stringMatching(/bins\.edges must hold finite numbers/),
+    ]);
   });
 
   it('tells the drift → retrain → canary → promote story under <model>/story/, in order, events of one instant included, whatever the read order', async () => {

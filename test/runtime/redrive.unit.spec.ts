@@ -100,7 +100,7 @@ describe('dead-letter actions', () => {
     const audit = await readTopic(log, AUDIT_TOPIC);
     expect(audit).toHaveLength(1);
     expect(JSON.parse(audit[0]!.value!.toString())).toMatchObject({ type: 'DeadLettersRedriven', actor: 'ada', topic: 'events.dlq', offsets: [0, 1] });
-    expect((await app.inject({ method: 'GET', url: '/audit' })).json().events).toEqual([expect.objectContaining({ type: 'DeadLettersRedriven', offset: 0 })]);
+    expect((await app.inject({ method: 'GET', url: '/audit' })).json().events).toEqual([expect.objectContaining({ type: 'DeadLettersRedriven', audit: { topic: '_audit', partition: 0, offset: 0 } })]);
 
     // Redriven: handled from now on (the redriven records fail again and become new dead letters, 2 and 3).
     await caughtUp(runner);

@@ -50,6 +50,8 @@ export interface StartOptions {
   readonly brokers?: string;
   /** A Confluent-compatible schema registry: `--schema-registry`. */
   readonly schemaRegistry?: string;
+  /** More flags for `up` (`--demo`, `--console-read-only`). */
+  readonly args?: readonly string[];
 }
 
 function withoutEngineDefaults(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
@@ -67,6 +69,7 @@ export async function startEngine(options: StartOptions): Promise<EngineProcess>
   args.push('--config', options.config ?? EMPTY_CONFIG);
   if (options.brokers !== undefined) args.push('--brokers', options.brokers);
   if (options.schemaRegistry !== undefined) args.push('--schema-registry', options.schemaRegistry);
+  args.push(...(options.args ?? []));
   const child = spawn(process.execPath, args, {
     cwd: REPO_ROOT,
     stdio: ['ignore', 'pipe', 'pipe'],

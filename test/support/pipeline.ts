@@ -27,17 +27,17 @@ import { LocalProcessRunner } from '../../engine/ml/jobs/local-process-runner.js
 import { EmbeddedSchemaRegistry } from '../../engine/serde/embedded-registry.js';
 import { reproduceTrainingJob } from '../../topologies/pipeline/training.js';
 
-const MINUTE = 60_000;
-const HOUR = 60 * MINUTE;
-const START = Date.parse('2026-03-02T00:00:00Z');
+export const MINUTE = 60_000;
+export const HOUR = 60 * MINUTE;
+export const START = Date.parse('2026-03-02T00:00:00Z');
 /**
  * Features over 24 hours settle a day into the stream, so the first model is trained on the hours after that (a
  * model trained on the first hours would see every later hour as drift). At one transaction a second, a day is
  * 86,400 transactions and as many labels.
  */
-const WARM_UP = START + 24 * HOUR;
+export const WARM_UP = START + 24 * HOUR;
 /** Event time: clean until DRIFT_AT, then drifted. */
-const DRIFT_AT = WARM_UP + 2.5 * HOUR;
+export const DRIFT_AT = WARM_UP + 2.5 * HOUR;
 
 export interface ScenarioOptions {
   readonly python: string;
@@ -177,12 +177,12 @@ export async function readAll(client: MillraceClient, topic: string): Promise<Re
   }
 }
 
-async function totalLag(client: MillraceClient): Promise<number> {
+export async function totalLag(client: MillraceClient): Promise<number> {
   const status = await client.status();
   return status.applications.reduce((n, app) => n + app.tasks.reduce((m, task) => m + task.inputs.reduce((k, input) => k + input.lag, 0), 0), 0);
 }
 
-async function until<T>(what: string, timeoutMs: number, probe: () => Promise<T | undefined>, engine: EngineProcess): Promise<T> {
+export async function until<T>(what: string, timeoutMs: number, probe: () => Promise<T | undefined>, engine: EngineProcess): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const value = await probe();
@@ -192,24 +192,47 @@ async function until<T>(what: string, timeoutMs: number, probe: () => Promise<T 
   }
 }
 
+/** The pipeline's config for tests: small thresholds so that a model is trained and retrained within minutes. */
+export function pipelineTestConfig(options: { python: string; brokers?: string }): Record<string, unknown> {
+  return {
+    ...pipelineConfig({
+      retraining: { bootstrapLabels: 1_000, bootstrapWarmUpMs: 24 * HOUR, bootstrapWindowMs: 2 * HOUR, minSamples: 150, maxSamples: 6_000 },
+      training: { minRows: 3_000, minPositives: 40, pollMs: 2_000, maxDataWaitMs: 5 * MINUTE },
+      drift: { windowRows: 1_500, evaluateEveryRows: 250 },
+    }),
+    schemasDir: join(REPO_ROOT, 'schemas'),
+    training: { python: options.python, timeoutMs: 10 * MINUTE },
+    runtime: { commitIntervalMs: 100 },
+    ...(options.brokers === undefined ? {} : { kafka: { sessionTimeoutMs: 10_000, heartbeatIntervalMs: 1_000, transactionTimeoutMs: 60_000 } }),
+  };
+}
+
+/**
+ * The scenario's traffic: one transaction a second of event time from START, drifting at DRIFT_AT, labels two to
+ * ten minutes later; `sendUntil` sends everything up to a moment of event time, as fast as the engine takes it.
+ */
+export function pipelineTraffic(client: MillraceClient, say: (line: string) => void): { generator: TrafficGenerator; sendUntil: (eventTimeMs: number) => Promise<void> } {
+  const generator = new TrafficGenerator({
+    seed: 11,
+    users: 1_000,
+    ratePerSecond: 1,
+    driftAtMs: DRIFT_AT - START,
+    startTimeMs: START,
+    labelDelayMs: [2 * MINUTE, 10 * MINUTE],
+  });
+  const sendUntil = async (eventTimeMs: number): Promise<void> => {
+    const events = generator.takeUntil(eventTimeMs);
+    await sendEvents(client, events, { maxBatch: 2_000 });
+    say(`sent ${events.length} events up to ${new Date(eventTimeMs).toISOString()} (${generator.stats.transactions} transactions so far)`);
+  };
+  return { generator, sendUntil };
+}
+
 export async function runPipelineScenario(options: ScenarioOptions): Promise<ScenarioResult> {
   const say = options.log ?? ((line: string) => process.stdout.write(`${line}\n`));
   const dir = await tempDir('millrace-pipeline-');
   const configPath = join(dir.path, 'millrace.config.json');
-  await writeFile(
-    configPath,
-    JSON.stringify({
-      ...pipelineConfig({
-        retraining: { bootstrapLabels: 1_000, bootstrapWarmUpMs: 24 * HOUR, bootstrapWindowMs: 2 * HOUR, minSamples: 150, maxSamples: 6_000 },
-        training: { minRows: 3_000, minPositives: 40, pollMs: 2_000, maxDataWaitMs: 5 * MINUTE },
-        drift: { windowRows: 1_500, evaluateEveryRows: 250 },
-      }),
-      schemasDir: join(REPO_ROOT, 'schemas'),
-      training: { python: options.python, timeoutMs: 10 * MINUTE },
-      runtime: { commitIntervalMs: 100 },
-      ...(options.brokers === undefined ? {} : { kafka: { sessionTimeoutMs: 10_000, heartbeatIntervalMs: 1_000, transactionTimeoutMs: 60_000 } }),
-    }),
-  );
+  await writeFile(configPath, JSON.stringify(pipelineTestConfig(options)));
   const engine = await startEngine({
     config: configPath,
     dataDir: join(dir.path, 'data'),
@@ -219,19 +242,8 @@ export async function runPipelineScenario(options: ScenarioOptions): Promise<Sce
   });
   const client = new MillraceClient(engine.url);
   try {
-    const generator = new TrafficGenerator({
-      seed: 11,
-      users: 1_000,
-      ratePerSecond: 1,
-      driftAtMs: DRIFT_AT - START,
-      startTimeMs: START,
-      labelDelayMs: [2 * MINUTE, 10 * MINUTE],
-    });
-    const sendUntil = async (eventTimeMs: number): Promise<void> => {
-      const events = generator.takeUntil(eventTimeMs);
-      await sendEvents(client, events, { maxBatch: 2_000 });
-      say(`sent ${events.length} events up to ${new Date(eventTimeMs).toISOString()} (${generator.stats.transactions} transactions so far)`);
-    };
+    const traffic = pipelineTraffic(client, say);
+    const sendUntil = traffic.sendUntil;
     const fraud = async (): Promise<ModelView | undefined> => ((await client.request<{ models: ModelView[] }>('GET', '/models')).models).find((m) => m.name === 'fraud');
 
     // 1. Clean traffic, until the first model serves.

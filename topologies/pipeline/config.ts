@@ -22,7 +22,7 @@ export interface PipelineTopic {
 
 export function pipelineTopics(partitions = PIPELINE_PARTITIONS): PipelineTopic[] {
   const wide = [Topics.transactionsRaw, Topics.feedbackRaw, Topics.transactions, Topics.feedback, Topics.features, Topics.predictions];
-  const narrow = [Topics.outcomes, Topics.drift, Topics.trainingJobs, Topics.modelRegistry];
+  const narrow = [Topics.outcomes, Topics.drift, Topics.driftEvaluations, Topics.trainingJobs, Topics.modelRegistry];
   return [
     ...wide.map((name) => ({ name, partitions })),
     ...narrow.map((name) => ({ name, partitions: 1 })),

@@ -24,6 +24,7 @@ export const Topics = {
   outcomes: 'outcomes',
   /** Drift verdicts (Avro `drift-detected`), keyed by model name. */
   drift: 'drift',
+  /** Every drift evaluation, drifted or not, with its bins (JSON `DriftEvaluation`, drift.ts), keyed by model name. */ driftEvaluations: 'drift-evaluations',
   /** Retraining requests and job results (Avro `training-job`), keyed by model name. */
   trainingJobs: 'training-jobs',
   /** The model registry's events (Avro `model-registry-event`), keyed by model name: the source of truth. */
@@ -206,6 +207,9 @@ export type TrainingJobEvent =
     }
   | { readonly type: 'TrainingFailed'; readonly job_id: string; readonly model: string; readonly reason: string; readonly at: string };
 
+/** Who took a registry decision the controller did not: an operator, through `POST /models/:name/promote|rollback`. */
+export type DecidedBy = 'operator';
+
 export type ModelRegistryEvent =
   | {
       readonly type: 'ModelRegistered';
@@ -219,8 +223,26 @@ export type ModelRegistryEvent =
       readonly at: string;
     }
   | { readonly type: 'CanaryStarted'; readonly model: string; readonly version: string; readonly percent: number; readonly at: string }
-  | { readonly type: 'ModelPromoted'; readonly model: string; readonly version: string; readonly at: string; readonly evidence?: string }
-  | { readonly type: 'ModelRolledBack'; readonly model: string; readonly version: string; readonly reason: string; readonly at: string }
+  | {
+      readonly type: 'ModelPromoted';
+      readonly model: string;
+      readonly version: string;
+      readonly at: string;
+      readonly evidence?: string;
+      /** Absent: the retraining controller decided. */
+      readonly decided_by?: DecidedBy;
+      /** Why an operator promoted it (the controller gives `evidence` instead). */
+      readonly reason?: string;
+    }
+  | {
+      readonly type: 'ModelRolledBack';
+      readonly model: string;
+      readonly version: string;
+      readonly reason: string;
+      readonly at: string;
+      /** Absent: the retraining controller decided. */
+      readonly decided_by?: DecidedBy;
+    }
   | { readonly type: 'ModelRefused'; readonly model: string; readonly version: string; readonly reason: string; readonly at: string };
 
 /** The routing table of one model, folded from its registry events. */

@@ -3,6 +3,7 @@ import {
   DriftDetector,
   driftDetectorOptions,
   referenceColumns,
+  type DriftBins,
   type DriftDetectorOptions,
   type DriftDetectorOptionsInput,
   type DriftThresholds,
@@ -16,21 +17,25 @@ import { Serdes, deserializationError, type Serde } from '../../engine/serde/ser
 import type { Processor, ProcessorContext } from '../../engine/topology/processor.js';
 import type { StreamRecord } from '../../engine/topology/record.js';
 import { TopologyDraft, type Topology } from '../../engine/topology/topology.js';
-import { FEATURE_NAMES, Topics, type DriftDetected, type Features, type ModelRouting, type ModelVersionRef, type Prediction } from './contract.js';
+import { FEATURE_NAMES, Topics, type DriftDetected, type FeatureDrift, type Features, type ModelRouting, type ModelVersionRef, type Prediction } from './contract.js';
 
 /**
  * Drift detection (DESIGN §6.4): the live features and scores of each model's stable version against the reference
  * distributions saved with that version (`reference.json`, written by the trainer next to `model.onnx`).
  *
- *   predictions ─▶ stable-rows ─▶ <app>-by-model-repartition (1 partition) ─▶ detect ─▶ drift
+ *   predictions ─▶ stable-rows ─▶ <app>-by-model-repartition (1 partition) ─▶ detect ─┬▶ drift
+ *                                                                                       └▶ drift-evaluations
  *
  * Predictions are keyed by transaction id over several partitions; `stable-rows` drops canary-served rows and
  * rows of other versions than the routing's stable one, and re-keys the rest by model through a one-partition
  * repartition topic, so one task sees all of a model's traffic in one order, and one window per model holds it.
  * `detect` runs a `DriftDetector` per model whose sliding window lives in changelogged stores (one entry per row:
  * each record writes a row and a small header), so a restarted or moved task resumes exactly where it was, and
- * emits a `DriftDetected` event, keyed by model, when an evaluation finds drifted columns. A new stable version
- * starts a new window. A reference that is missing or unreadable is logged once per version and task, and that
+ * emits a `DriftDetected` event, keyed by model, when an evaluation finds drifted columns. Every evaluation, drifted
+ * or not, also goes to `drift-evaluations` (JSON `DriftEvaluation`) with each column's bins, reference against
+ * live, for the console's charts; both sinks commit with the window, so each evaluation is written once. (During
+ * the cool-down after a verdict the detector does not evaluate, so neither topic hears from it.) A new stable
+ * version starts a new window. A reference that is missing or unreadable is logged once per version and task, and that
  * version's rows are skipped: drift detection is advisory, and must never stop the pipeline.
  */
 
@@ -67,6 +72,59 @@ export interface DriftSample {
   readonly probability: number;
   readonly features: Features;
 }
+
+/** One column in a `DriftEvaluation`: the contract's `FeatureDrift`, and the bins its PSI and JS come from. */
+export interface FeatureDriftEvaluation extends FeatureDrift {
+  readonly bins: DriftBins;
+}
+
+export type { DriftBins };
+
+/**
+ * An evaluation on `drift-evaluations` (JSON, keyed by model): a `DriftDetected` whose statistics carry their bins,
+ * written whether or not anything drifted (`drifted_features` is then empty).
+ */
+export interface DriftEvaluation {
+  readonly model: string;
+  readonly version: string;
+  readonly window_start: string;
+  readonly window_end: string;
+  readonly window_size: number;
+  readonly drifted_features: readonly string[];
+  readonly statistics: readonly FeatureDriftEvaluation[];
+  readonly at: string;
+}
+
+/** A verdict as the contract's `DriftDetected`: exactly its fields, so the Avro event does not grow the bins. */
+export function driftDetectedEvent(verdict: DriftVerdict): DriftDetected {
+  return {
+    model: verdict.model,
+    version: verdict.version,
+    window_start: verdict.window_start,
+    window_end: verdict.window_end,
+    window_size: verdict.window_size,
+    statistics: verdict.statistics.map(({ feature, ks, ks_p_value, psi, js, drifted }) => ({ feature, ks, ks_p_value, psi, js, drifted })),
+    drifted_features: verdict.drifted_features,
+    at: verdict.at,
+  };
+}
+
+/** An evaluation as written to `drift-evaluations`. */
+export function driftEvaluationEvent(evaluation: DriftVerdict): DriftEvaluation {
+  return {
+    model: evaluation.model,
+    version: evaluation.version,
+    window_start: evaluation.window_start,
+    window_end: evaluation.window_end,
+    window_size: evaluation.window_size,
+    drifted_features: evaluation.drifted_features,
+    statistics: evaluation.statistics.map(({ feature, ks, ks_p_value, psi, js, drifted, bins }) => ({ feature, ks, ks_p_value, psi, js, drifted, bins })),
+    at: evaluation.at,
+  };
+}
+
+/** The detect node's sinks, by what they write: records are forwarded to one of them by name. */
+export const DRIFT_SINKS = Object.freeze({ verdicts: 'to-drift', evaluations: 'to-drift-evaluations' });
 
 export const DRIFT_STORES = Object.freeze({
   /** Window headers (counters, cursor) by model. */
@@ -194,12 +252,16 @@ class StableRows implements Processor<string, Prediction, string, DriftSample> {
   }
 }
 
+type DetectOutput = DriftDetected | DriftEvaluation;
+
 /** One detector per model, over windows in the `drift-window*` stores. */
-class DetectProcessor implements Processor<string, DriftSample, string, DriftDetected> {
+class DetectProcessor implements Processor<string, DriftSample, string, DetectOutput> {
   readonly #options: DriftDetectorOptions;
   readonly #references: ReferenceCache;
   readonly #detectors = new Map<string, DriftDetector>();
   #stores: DriftWindowStores | undefined;
+  /** What the detector evaluated for the record being processed (its `onEvaluation` hands it over). */
+  #evaluation: DriftVerdict | undefined;
 
   readonly #metrics: Pick<Metrics, 'observeDrift'> | undefined;
 
@@ -209,14 +271,14 @@ class DetectProcessor implements Processor<string, DriftSample, string, DriftDet
     this.#metrics = metrics;
   }
 
-  init(ctx: ProcessorContext<string, DriftDetected>): void {
+  init(ctx: ProcessorContext<string, DetectOutput>): void {
     this.#stores = {
       headers: ctx.store<string, DriftWindowHeader>(DRIFT_STORES.headers),
       rows: ctx.store<string, Float64Array>(DRIFT_STORES.rows),
     };
   }
 
-  process(record: StreamRecord<string, DriftSample>, ctx: ProcessorContext<string, DriftDetected>): void {
+  process(record: StreamRecord<string, DriftSample>, ctx: ProcessorContext<string, DetectOutput>): void {
     const sample = record.value;
     const model = record.key ?? sample.model;
     const stable = ctx.globalStore<string, ModelRouting>('routing').get(model)?.stable ?? null;
@@ -244,23 +306,26 @@ class DetectProcessor implements Processor<string, DriftSample, string, DriftDet
         reference: () => this.#references.get(model, stable),
         options: this.#options,
         window: new StoreDriftWindow(stores, model),
-        ...(this.#metrics === undefined ? {} : { onEvaluation: (evaluation: DriftVerdict) => this.#metrics!.observeDrift(evaluation) }),
+        onEvaluation: (evaluation: DriftVerdict) => {
+          this.#evaluation = evaluation;
+          this.#metrics?.observeDrift(evaluation);
+        },
       });
       this.#detectors.set(model, detector);
     }
+    this.#evaluation = undefined; // none left over from a record that failed
     const verdict = detector.observe({ timestampMs: record.timestamp, features: sample.features, score: sample.probability });
-    if (verdict === null) return;
-    const event: DriftDetected = {
-      model: verdict.model,
-      version: verdict.version,
-      window_start: verdict.window_start,
-      window_end: verdict.window_end,
-      window_size: verdict.window_size,
-      statistics: verdict.statistics,
-      drifted_features: verdict.drifted_features,
-      at: verdict.at,
-    };
-    ctx.forward({ key: model, value: event, timestamp: record.timestamp, headers: {} });
+    const evaluation = this.#takeEvaluation();
+    if (evaluation !== undefined) {
+      ctx.forward({ key: model, value: driftEvaluationEvent(evaluation), timestamp: record.timestamp, headers: {} }, DRIFT_SINKS.evaluations);
+    }
+    if (verdict !== null) ctx.forward({ key: model, value: driftDetectedEvent(verdict), timestamp: record.timestamp, headers: {} }, DRIFT_SINKS.verdicts);
+  }
+
+  #takeEvaluation(): DriftVerdict | undefined {
+    const evaluation = this.#evaluation;
+    this.#evaluation = undefined;
+    return evaluation;
   }
 }
 
@@ -307,7 +372,8 @@ export function driftTopology(options: DriftTopologyOptions = {}): Topology {
         detail: { ...detectorOptions, thresholds: { ...detectorOptions.thresholds }, columns: DRIFT_COLUMNS },
       },
     )
-    .addSink('to-drift', Topics.drift, { parents: ['detect'], keySerde: Serdes.string(), valueSerde: Serdes.json<DriftDetected>() })
+    .addSink(DRIFT_SINKS.verdicts, Topics.drift, { parents: ['detect'], keySerde: Serdes.string(), valueSerde: Serdes.json<DriftDetected>() })
+    .addSink(DRIFT_SINKS.evaluations, Topics.driftEvaluations, { parents: ['detect'], keySerde: Serdes.string(), valueSerde: Serdes.json<DriftEvaluation>() })
     .build();
 }
 

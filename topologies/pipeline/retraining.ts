@@ -73,7 +73,7 @@ function initialState(model: string): ControllerState {
   return { labels: 0, jobs: 0, activeJob: null, registry: emptyRegistry(model), retrainedFor: null, stage: null };
 }
 
-type Input = DriftDetected | TrainingJobEvent | Outcome | Feedback;
+type Input = DriftDetected | TrainingJobEvent | Outcome | Feedback | ModelRegistryEvent;
 
 /**
  * The loop's decisions, as a processor over the model's event streams (drift verdicts, training jobs, outcomes,
@@ -82,6 +82,12 @@ type Input = DriftDetected | TrainingJobEvent | Outcome | Feedback;
  * of traffic: at each stage, once both arms have `minSamples` outcomes, a one-sided Welch t-test on log loss
  * decides — better (p < alpha) moves to the next stage, or to promotion after 50 %; worse (p < alpha) rolls back;
  * undecided after `maxSamples` rolls back too. Every decision is an event on `training-jobs` or `model-registry`.
+ *
+ * It also reads `model-registry` for an operator's decisions (`decided_by: 'operator'`); its own events come back
+ * there too and are skipped, as it applied them when it made them. An operator's promotion or rollback of the
+ * version in stage ends the stage; so does a promotion of another version, which the registry fold answers by
+ * rolling the canary back; a rollback of the stable version keeps the stage but drops the stable arm's outcomes,
+ * which were those of the version that no longer serves.
  */
 export class RetrainingController implements Processor<string, Input, string, TrainingJobEvent | ModelRegistryEvent> {
   readonly #options: ControllerOptions;
@@ -119,6 +125,9 @@ export class RetrainingController implements Processor<string, Input, string, Tr
         state = { ...state, activeJob: null };
         if (job.type === 'ModelTrained') this.#registerTrained(job, record.timestamp, emitRegistry, (stage) => (state = { ...state, stage }), () => state);
       }
+    } else if (topic === Topics.modelRegistry) {
+      const event = record.value as ModelRegistryEvent | null;
+      if ((event?.type === 'ModelPromoted' || event?.type === 'ModelRolledBack') && event.decided_by === 'operator') state = operatorDecided(state, event);
     } else if (topic === Topics.outcomes) {
       this.#judge(record.value as Outcome, emitRegistry, (stage) => (state = { ...state, stage }), () => state, at);
     } else {
@@ -205,6 +214,24 @@ export class RetrainingController implements Processor<string, Input, string, Tr
   }
 }
 
+/** The controller's state once an operator's decision is applied to its copy of the registry. */
+function operatorDecided(state: ControllerState, event: ModelRegistryEvent): ControllerState {
+  const applied = applyRegistryEvent(state.registry, event);
+  if (applied === state.registry) return state;
+  // A new stable version (promoted, or an earlier one back after a rollback) may drift and be retrained afresh.
+  const retrainedFor = applied.stable !== state.registry.stable ? null : state.retrainedFor;
+  return withStage({ ...state, retrainedFor }, applied);
+}
+
+function withStage(state: ControllerState, registry: RegistryState): ControllerState {
+  const { stage } = state;
+  if (stage === null) return { ...state, registry };
+  // The fold says what became of the canary: no longer the version in stage means the stage is over.
+  if (registry.canary?.version !== stage.version) return { ...state, registry, stage: null };
+  if (registry.stable !== state.registry.stable) return { ...state, registry, stage: { ...stage, stable: EMPTY_SUMMARY } };
+  return { ...state, registry };
+}
+
 /**
  * The retraining and canary controller. Its inputs are all keyed by model name and have one partition each
  * (labels are re-keyed to the model through a one-partition repartition topic), so one task sees every event of a
@@ -245,9 +272,10 @@ export function retrainingTopology(options: Partial<ControllerOptions> & { appli
     .addSource('drift', { topics: [Topics.drift], keySerde: Serdes.string(), valueSerde: json })
     .addSource('jobs', { topics: [Topics.trainingJobs], keySerde: Serdes.string(), valueSerde: json })
     .addSource('outcomes', { topics: [Topics.outcomes], keySerde: Serdes.string(), valueSerde: json })
+    .addSource('registry', { topics: [Topics.modelRegistry], keySerde: Serdes.string(), valueSerde: json })
     .addStore({ name: 'controller', kind: 'key-value', keySerde: Serdes.string(), valueSerde: Serdes.json<ControllerState>(), changelog: true })
     .addProcessor('controller', () => new RetrainingController(settings), {
-      parents: ['labels', 'drift', 'jobs', 'outcomes'],
+      parents: ['labels', 'drift', 'jobs', 'outcomes', 'registry'],
       stores: ['controller'],
       detail: { ...settings },
     })

@@ -85,7 +85,24 @@ export interface DriftRow {
   readonly score: number;
 }
 
-/** One column against its reference (the contract's `FeatureDrift`). */
+/**
+ * A column's distribution over its reference's quantile bins, reference against live: what a drift chart draws.
+ * Every number is rounded to `BIN_SIGNIFICANT_DIGITS` significant digits, which keeps an evaluation small and is
+ * far finer than any chart.
+ */
+export interface DriftBins {
+  /** The reference's k + 1 bin edges, from its minimum to its maximum. */
+  readonly edges: readonly number[];
+  /** The reference's share of each of the k bins. */
+  readonly reference: readonly number[];
+  /** The live window's share of each bin (the shares the PSI and JS divergence were computed from). */
+  readonly live: readonly number[];
+}
+
+/** Significant digits kept in `DriftBins`. */
+export const BIN_SIGNIFICANT_DIGITS = 6;
+
+/** One column against its reference: the contract's `FeatureDrift`, and the bins behind its PSI and JS. */
 export interface FeatureDriftStatistics {
   readonly feature: string;
   readonly ks: number;
@@ -93,9 +110,14 @@ export interface FeatureDriftStatistics {
   readonly psi: number;
   readonly js: number;
   readonly drifted: boolean;
+  /** Not in the contract's `DriftDetected`: a consumer of verdicts leaves them out. */
+  readonly bins: DriftBins;
 }
 
-/** A verdict (the contract's `DriftDetected`): every column's statistics, and the names of those that drifted. */
+/**
+ * An evaluation, and a verdict when something drifted (the contract's `DriftDetected`, with each column's bins
+ * besides): every column's statistics, and the names of those that drifted.
+ */
 export interface DriftVerdict {
   readonly model: string;
   readonly version: string;
@@ -272,7 +294,8 @@ export class DriftDetector {
       const psi = psiOfShares(reference.proportions, shares, this.options.psiEpsilon);
       const js = jensenShannon(reference.proportions, shares);
       const drifted = psi > t.psi || (ks.pValue < t.ksPValue && ks.statistic > t.ksStatistic);
-      statistics.push({ feature: this.columns[c]!, ks: ks.statistic, ks_p_value: ks.pValue, psi, js, drifted });
+      const bins: DriftBins = { ...referenceBins(reference), live: Array.from(shares, significant) };
+      statistics.push({ feature: this.columns[c]!, ks: ks.statistic, ks_p_value: ks.pValue, psi, js, drifted, bins });
     }
     const end = new Date(endMs).toISOString();
     return {
@@ -286,6 +309,30 @@ export class DriftDetector {
       at: end,
     };
   }
+}
+
+function significant(value: number): number {
+  return Number(value.toPrecision(BIN_SIGNIFICANT_DIGITS));
+}
+
+/** A reference's side of its bins, rounded once per distribution: evaluations share it and only add their shares. */
+const referenceBinsCache = new WeakMap<ReferenceDistribution, Pick<DriftBins, 'edges' | 'reference'>>();
+
+function referenceBins(distribution: ReferenceDistribution): Pick<DriftBins, 'edges' | 'reference'> {
+  let bins = referenceBinsCache.get(distribution);
+  if (bins === undefined) {
+    const { edges, interiorEdges: interior, proportions, sortedSample: sample } = distribution;
+    // A reference may give only the k − 1 edges between bins; its sample's extremes then stand for the outer ones.
+    const lowest = sample[0]!;
+    const highest = sample[sample.length - 1]!;
+    const outer =
+      edges.length === proportions.length + 1
+        ? edges
+        : [Math.min(lowest, interior[0] ?? lowest), ...interior, Math.max(highest, interior[interior.length - 1] ?? highest)];
+    bins = { edges: Object.freeze(Array.from(outer, significant)), reference: Object.freeze(Array.from(proportions, significant)) };
+    referenceBinsCache.set(distribution, bins);
+  }
+  return bins;
 }
 
 function isValidated(options: DriftDetectorOptions | DriftDetectorOptionsInput | undefined): options is DriftDetectorOptions {
