@@ -16,7 +16,9 @@ export default defineConfig({
     // test/setup/trainer.global.ts makes the Python trainer's virtual environment (training/setup) for the tests
     // that train models, or records why they skip. test/setup/cassandra.global.ts starts a single-node Cassandra
     // (test/infra/cassandra) for the Cassandra projection store, or records why its tests skip.
-    globalSetup: ['test/setup/kafka.global.ts', 'test/setup/registry.global.ts', 'test/setup/trainer.global.ts', 'test/setup/cassandra.global.ts'],
+    // test/setup/chromium.global.ts installs Debian's Chromium (test/infra/chromium) for the browser tests and checks
+    // that it launches, or records why they skip.
+    globalSetup: ['test/setup/kafka.global.ts', 'test/setup/registry.global.ts', 'test/setup/trainer.global.ts', 'test/setup/cassandra.global.ts', 'test/setup/chromium.global.ts'],
     // Teardown (a graceful broker shutdown) runs inside this budget; vitest's default is 10 s.
     teardownTimeout: 60_000,
   },
