@@ -41,6 +41,9 @@ export interface InferenceBenchmarkOptions {
 export interface InferenceFigures {
   readonly batchedRowsPerS: number;
   readonly singleRowsPerS: number;
+  /** Process CPU (every thread, the model's workers included) per row scored, over each run. */
+  readonly batchedCpuUsPerRow: number;
+  readonly singleCpuUsPerRow: number;
   readonly batchedP99Ms: number;
   readonly singleP99Ms: number;
   readonly idleP99Ms: number;
@@ -108,10 +111,11 @@ async function p99DuringMs<T>(fn: () => Promise<T>): Promise<{ result: T; p99Ms:
 }
 
 /** Scores every pre-produced vector with `maxBatch` rows per call: rows/s, and the loop's p99 over the run. */
-async function topologyRun(log: EmbeddedLog, options: InferenceBenchmarkOptions, model: LoadedModel, maxBatch: number): Promise<{ rowsPerS: number; p99Ms: number }> {
+async function topologyRun(log: EmbeddedLog, options: InferenceBenchmarkOptions, model: LoadedModel, maxBatch: number): Promise<{ rowsPerS: number; p99Ms: number; cpuUsPerRow: number }> {
   const output = `predictions-${maxBatch}`;
   await log.createTopic({ name: output, partitions: options.partitions });
   const runner = benchRunner(log, scoring(`bench-infer-${maxBatch}`, output, model, maxBatch), log.db);
+  const cpu = process.cpuUsage();
   const { result: seconds, p99Ms } = await p99DuringMs(async () => {
     const started = performance.now();
     await runner.start();
@@ -125,10 +129,11 @@ async function topologyRun(log: EmbeddedLog, options: InferenceBenchmarkOptions,
     }
     return (performance.now() - started) / 1000;
   });
+  const usage = process.cpuUsage(cpu);
   await runner.stop();
   const outputs = (await log.partitionOffsets(output)).reduce((sum, p) => sum + p.end, 0);
   if (outputs !== options.rows) throw new Error(`expected ${options.rows} predictions (maxBatch ${maxBatch}), found ${outputs}`);
-  return { rowsPerS: options.rows / seconds, p99Ms };
+  return { rowsPerS: options.rows / seconds, p99Ms, cpuUsPerRow: (usage.user + usage.system) / options.rows };
 }
 
 /** The loop's p99 with the engine running and nothing to score: the runner polls an empty topic. */
@@ -179,6 +184,8 @@ export async function inferenceRound(options: InferenceBenchmarkOptions): Promis
     return {
       batchedRowsPerS: batched.rowsPerS,
       singleRowsPerS: single.rowsPerS,
+      batchedCpuUsPerRow: batched.cpuUsPerRow,
+      singleCpuUsPerRow: single.cpuUsPerRow,
       batchedP99Ms: batched.p99Ms,
       singleP99Ms: single.p99Ms,
       idleP99Ms,

@@ -29,6 +29,18 @@ export interface KafkaFigures {
   readonly raw: number;
   readonly stateless: number;
   readonly keyedCount: number;
+  /** Process CPU per event (the client side: the broker runs elsewhere). */
+  readonly rawCpuUsPerEvent: number;
+  readonly statelessCpuUsPerEvent: number;
+  readonly keyedCountCpuUsPerEvent: number;
+}
+
+/** events/s and this process's CPU-µs per event of `run`, which returns events/s. */
+async function withCpu(events: number, run: () => Promise<number>): Promise<{ eventsPerS: number; cpuUsPerEvent: number }> {
+  const cpu = process.cpuUsage();
+  const eventsPerS = await run();
+  const usage = process.cpuUsage(cpu);
+  return { eventsPerS, cpuUsPerEvent: (usage.user + usage.system) / events };
 }
 
 function event(i: number, keys: number): { key: Buffer; value: Buffer } {
@@ -119,16 +131,23 @@ export async function kafkaRound(options: KafkaBenchmarkOptions): Promise<KafkaF
   await log.open();
   try {
     const a = await prepareInput(log, options);
-    const raw = await rawLoop(options, a.input, a.output);
+    const raw = await withCpu(options.events, () => rawLoop(options, a.input, a.output));
     const b = await prepareInput(log, options);
-    const statelessRate = await engine(options, log, stateless, b.input, b.output);
+    const statelessRun = await withCpu(options.events, () => engine(options, log, stateless, b.input, b.output));
     const c = await prepareInput(log, options);
-    const countRate = await engine(options, log, keyedCount, c.input, c.output);
+    const countRun = await withCpu(options.events, () => engine(options, log, keyedCount, c.input, c.output));
     for (const { input, output } of [a, b, c]) {
       await log.deleteTopic(input);
       await log.deleteTopic(output);
     }
-    return { raw, stateless: statelessRate, keyedCount: countRate };
+    return {
+      raw: raw.eventsPerS,
+      stateless: statelessRun.eventsPerS,
+      keyedCount: countRun.eventsPerS,
+      rawCpuUsPerEvent: raw.cpuUsPerEvent,
+      statelessCpuUsPerEvent: statelessRun.cpuUsPerEvent,
+      keyedCountCpuUsPerEvent: countRun.cpuUsPerEvent,
+    };
   } finally {
     await log.close();
   }

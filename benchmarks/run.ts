@@ -1,11 +1,12 @@
 /**
- * Throughput of the engine on the embedded log, each figure printed as a ratio to raw `classic-level` batch
- * writes measured in the same run (the machines are shared and noisy: only same-run ratios mean anything).
+ * The benchmark suite: each scenario against a baseline measured in the same run, in interleaved rounds, the median
+ * reported (the machines are shared and noisy: only same-run ratios mean anything). Streaming scenarios report
+ * events/s, CPU-µs per event and p50/p99 end-to-end latency (see `measure.ts`); the ratio is of events/s.
  *
- *   npm run bench                 # 3 rounds, median reported
- *   npm run bench -- --quick      # 1 round, smaller input
+ *   npm run bench                 # 3 interleaved rounds of 300,000 events, median reported
+ *   npm run bench -- --quick      # 3 rounds of 100,000 events (--rounds=N, --events=N override either)
  *   npm run bench -- --kafka      # also on Apache Kafka (MILLRACE_KAFKA_BROKERS, or a broker test/infra/kafka starts)
- *   npm run bench -- --only=inference   # one group of scenarios: embedded, inference or kafka
+ *   npm run bench -- --only=inference   # one group of scenarios: embedded, projection, inference or kafka
  *
  * The last line of each scenario is machine-readable: `BENCH name=… value=… baseline=… ratio=…`.
  */
@@ -13,33 +14,39 @@ import { execFileSync } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { performance } from 'node:perf_hooks';
 import { ClassicLevel } from 'classic-level';
 import { EmbeddedLog } from '../engine/log/embedded/embedded-log.js';
-import type { AppendRecord } from '../engine/log/log.js';
 import type { TopologyRunner } from '../engine/runtime/runner.js';
 import { Serdes } from '../engine/serde/serde.js';
 import { StreamsBuilder } from '../engine/topology/builder.js';
 import type { Topology } from '../engine/topology/topology.js';
 import { inferenceRound, MICRO_BATCH, MODEL, WORKERS, type InferenceFigures } from './inference.js';
 import { kafkaRound, type KafkaFigures } from './kafka.js';
-import { benchRunner } from './runner.js';
+import { projectionRound, type ProjectionFigures } from './projection.js';
+import { HandLoop } from './hand-loop.js';
+import { measureBatch, measureStreaming, median, type Measurement } from './measure.js';
+import { BENCH_RUNNER_CONFIG, benchRunner } from './runner.js';
 
 const quick = process.argv.includes('--quick');
-const ROUNDS = quick ? 1 : 3;
-const EVENTS = quick ? 100_000 : 300_000;
+const numberArg = (name: string): number | undefined => {
+  const raw = process.argv.find((arg) => arg.startsWith(`--${name}=`))?.slice(name.length + 3);
+  if (raw === undefined) return undefined;
+  const n = Number(raw);
+  if (!Number.isSafeInteger(n) || n < 1) throw new Error(`--${name}=${raw}: expected a positive integer`);
+  return n;
+};
+const ROUNDS = numberArg('rounds') ?? 3;
+const EVENTS = numberArg('events') ?? (quick ? 100_000 : 300_000);
 const PARTITIONS = 4;
 const KEYS = 10_000;
+const MANY_KEYS = 1_000_000;
 const APPEND_BATCH = 1_000;
-const GROUPS = ['embedded', 'inference', 'kafka'] as const;
+/** Records in flight (appended, not committed) while a streaming scenario runs: see `measure.ts`. */
+const WINDOW_RECORDS = 20_000;
+const GROUPS = ['embedded', 'projection', 'inference', 'kafka'] as const;
 const only = process.argv.find((arg) => arg.startsWith('--only='))?.slice('--only='.length);
 if (only !== undefined && !(GROUPS as readonly string[]).includes(only)) throw new Error(`--only=${only}: expected one of ${GROUPS.join(', ')}`);
 const runs = (group: (typeof GROUPS)[number]): boolean => only === undefined || only === group;
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)]!;
-}
 
 async function withDir<T>(fn: (dir: string) => Promise<T>): Promise<T> {
   const dir = await mkdtemp(join(tmpdir(), 'millrace-bench-'));
@@ -50,34 +57,35 @@ async function withDir<T>(fn: (dir: string) => Promise<T>): Promise<T> {
   }
 }
 
-function event(i: number): { key: Buffer; value: Buffer } {
+/** Record `i` of the input; `keys` distinct keys, and `i * 7919 mod keys` visits each of them before repeating one. */
+function event(i: number, keys: number = KEYS): { key: Buffer; value: Buffer } {
   return {
-    key: Buffer.from(`user-${(i * 7919) % KEYS}`),
+    key: Buffer.from(`user-${(i * 7919) % keys}`),
     value: Buffer.from(JSON.stringify({ seq: i, amount: (i % 997) / 10, country: i % 3 === 0 ? 'NL' : 'FR' })),
   };
 }
 
 /** Baseline: the same records written straight into LevelDB, in batches, as fast as it goes. */
-async function rawLevelWrites(): Promise<number> {
+async function rawLevelWrites(): Promise<Measurement> {
   return withDir(async (dir) => {
     const db = new ClassicLevel<Buffer, Buffer>(join(dir, 'db'), { keyEncoding: 'buffer', valueEncoding: 'buffer' });
     await db.open();
-    const started = performance.now();
-    for (let i = 0; i < EVENTS; i += APPEND_BATCH) {
-      const ops = [];
-      for (let j = i; j < i + APPEND_BATCH; j++) {
-        const key = Buffer.allocUnsafe(17);
-        key[0] = 3;
-        key.writeUInt32BE(1, 1);
-        key.writeUInt32BE(j % PARTITIONS, 5);
-        key.writeBigUInt64BE(BigInt(j), 9);
-        ops.push({ type: 'put' as const, key, value: event(j).value });
+    const measured = await measureBatch(EVENTS, async () => {
+      for (let i = 0; i < EVENTS; i += APPEND_BATCH) {
+        const ops = [];
+        for (let j = i; j < i + APPEND_BATCH; j++) {
+          const key = Buffer.allocUnsafe(17);
+          key[0] = 3;
+          key.writeUInt32BE(1, 1);
+          key.writeUInt32BE(j % PARTITIONS, 5);
+          key.writeBigUInt64BE(BigInt(j), 9);
+          ops.push({ type: 'put' as const, key, value: event(j).value });
+        }
+        await db.batch(ops);
       }
-      await db.batch(ops);
-    }
-    const seconds = (performance.now() - started) / 1000;
+    });
     await db.close();
-    return EVENTS / seconds;
+    return measured;
   });
 }
 
@@ -96,59 +104,136 @@ function keyedCountTopology(): Topology {
   return b.build();
 }
 
-/** Produce `EVENTS` records while the topology runs; events/s from the first append to the last output committed. */
-async function topologyThroughput(build: () => Topology): Promise<number> {
+/** A consumer of `in` on `log` (writing to `out`), started before the first append and stopped after the last commit. */
+interface Consumer {
+  readonly group: string;
+  start(): Promise<void>;
+  check(): void;
+  stop(): Promise<void>;
+}
+
+/** Appends `EVENTS` records (over `keys` keys) while `consumer` runs on a fresh log, and measures it (`measure.ts`). */
+async function streamingRun(consumerOn: (log: EmbeddedLog) => Consumer, keys: number = KEYS): Promise<Measurement> {
   return withDir(async (dir) => {
     const log = new EmbeddedLog({ path: join(dir, 'log') });
     await log.open();
-    await log.createTopic({ name: 'in', partitions: PARTITIONS });
-    await log.createTopic({ name: 'out', partitions: PARTITIONS });
-    const topology = build();
-    const runner = benchRunner(log, topology, log.db);
-    await runner.start();
-    const started = performance.now();
-    for (let i = 0; i < EVENTS; i += APPEND_BATCH) {
-      const records: AppendRecord[] = [];
-      for (let j = i; j < i + APPEND_BATCH; j++) records.push({ topic: 'in', ...event(j) });
-      await log.append(records);
+    try {
+      await log.createTopic({ name: 'in', partitions: PARTITIONS });
+      await log.createTopic({ name: 'out', partitions: PARTITIONS });
+      const consumer = consumerOn(log);
+      await consumer.start();
+      let measured: Measurement;
+      try {
+        measured = await measureStreaming({
+          events: EVENTS,
+          appendBatch: APPEND_BATCH,
+          windowRecords: WINDOW_RECORDS,
+          record: (i) => ({ topic: 'in', ...event(i, keys) }),
+          append: (records) => log.append(records),
+          committed: () => log.committedOffsets(consumer.group, 'in'),
+          check: () => consumer.check(),
+        });
+      } finally {
+        await consumer.stop();
+      }
+      const outputs = (await log.partitionOffsets('out')).reduce((sum, p) => sum + p.end, 0);
+      if (outputs !== EVENTS) throw new Error(`${consumer.group}: expected ${EVENTS} outputs, found ${outputs}`);
+      return measured;
+    } finally {
+      await log.close();
     }
-    for (;;) {
-      const done = runner.tasks.flatMap((t) => t.inputs()).reduce((sum, input) => sum + input.committed, 0);
-      if (done >= EVENTS) break;
-      await new Promise((resolve) => setTimeout(resolve, 2));
-    }
-    const seconds = (performance.now() - started) / 1000;
-    await runner.stop();
-    const outputs = (await log.partitionOffsets('out')).reduce((sum, p) => sum + p.end, 0);
-    if (outputs !== EVENTS) throw new Error(`expected ${EVENTS} outputs, found ${outputs}`);
-    await log.close();
-    return EVENTS / seconds;
   });
 }
 
-function report(name: string, values: number[], baselines: number[]): void {
-  reportAgainst(name, values, baselines, 'raw classic-level batch writes');
+function topologyConsumer(build: () => Topology): (log: EmbeddedLog) => Consumer {
+  return (log) => {
+    const topology = build();
+    const runner: TopologyRunner = benchRunner(log, topology, log.db);
+    return {
+      group: topology.applicationId,
+      start: () => runner.start(),
+      check: () => {
+        if (runner.tasks.some((t) => t.state === 'failed')) throw new Error(`${topology.applicationId}: a task failed`);
+      },
+      stop: () => runner.stop(),
+    };
+  };
+}
+
+function handLoopConsumer(log: EmbeddedLog): Consumer {
+  const loop = new HandLoop({
+    log,
+    group: 'bench-hand-loop',
+    input: 'in',
+    output: 'out',
+    partitions: PARTITIONS,
+    maxRecords: BENCH_RUNNER_CONFIG.pollMaxRecords,
+    maxWaitMs: BENCH_RUNNER_CONFIG.pollMaxWaitMs,
+  });
+  return { group: 'bench-hand-loop', start: () => loop.start(), check: () => loop.check(), stop: () => loop.stop() };
 }
 
 async function main(): Promise<void> {
-  console.log(`Millrace benchmarks: ${EVENTS.toLocaleString('en')} events, ${PARTITIONS} partitions, ${KEYS.toLocaleString('en')} keys, ${ROUNDS} round(s), Node ${process.version}`);
+  console.log(
+    `Millrace benchmarks: ${EVENTS.toLocaleString('en')} events, ${PARTITIONS} partitions, ${ROUNDS} interleaved round(s), median reported, Node ${process.version}`,
+  );
   if (runs('embedded')) await embedded();
+  if (runs('projection')) await projection();
   if (runs('inference')) await inference();
   if (runs('kafka')) await kafka();
 }
 
 async function embedded(): Promise<void> {
-  const baseline: number[] = [];
-  const stateless: number[] = [];
-  const keyedCount: number[] = [];
-  // Interleaved rounds, so a burst of load from a neighbour hits every scenario alike.
+  const raw: Measurement[] = [];
+  const loop: Measurement[] = [];
+  const stateless: Measurement[] = [];
+  const count10k: Measurement[] = [];
+  const count1m: Measurement[] = [];
+  const scenarios: Array<() => Promise<void>> = [
+    async () => void raw.push(await rawLevelWrites()),
+    async () => void loop.push(await streamingRun(handLoopConsumer)),
+    async () => void stateless.push(await streamingRun(topologyConsumer(statelessTopology))),
+    async () => void count10k.push(await streamingRun(topologyConsumer(keyedCountTopology), KEYS)),
+    async () => void count1m.push(await streamingRun(topologyConsumer(keyedCountTopology), MANY_KEYS)),
+  ];
+  // Interleaved rounds, so a burst of load from a neighbour hits every scenario alike; each round starts one
+  // scenario later, so none always runs first (cold) or last.
   for (let round = 0; round < ROUNDS; round++) {
-    baseline.push(await rawLevelWrites());
-    stateless.push(await topologyThroughput(statelessTopology));
-    keyedCount.push(await topologyThroughput(keyedCountTopology));
+    for (let i = 0; i < scenarios.length; i++) await scenarios[(round + i) % scenarios.length]!();
   }
-  report('embedded.produce-stateless-sink', stateless, baseline);
-  report('embedded.keyed-count', keyedCount, baseline);
+  describeMeasured('embedded.raw-level-writes', raw);
+  describeMeasured('embedded.hand-loop', loop);
+  reportMeasured('embedded.stateless', stateless, loop, 'the hand-written consume→produce loop');
+  const distinct = (keys: number): string => `${Math.min(keys, EVENTS).toLocaleString('en')} distinct keys of ${keys.toLocaleString('en')}`;
+  for (const [name, keys, values] of [['embedded.keyed-count-10k', KEYS, count10k], ['embedded.keyed-count-1m', MANY_KEYS, count1m]] as const) {
+    const vsRaw = median(values.map((m) => m.eventsPerS)) / median(raw.map((m) => m.eventsPerS));
+    console.log(`${name} (${distinct(keys)}) vs raw classic-level batch writes: ratio ${vsRaw.toFixed(3)}`);
+    reportMeasured(name, values, stateless, 'the stateless topology', { rawLevel: median(raw.map((m) => m.eventsPerS)).toFixed(0), rawLevelRatio: vsRaw.toFixed(4) });
+  }
+}
+
+/** Projection reads (`ProjectionManager.get`) while its runner ingests, as a ratio to the same reads idle. */
+async function projection(): Promise<void> {
+  const options = { accounts: 20_000, partitions: PARTITIONS, phaseMs: quick ? 2_000 : 5_000, concurrency: 8, windowRecords: WINDOW_RECORDS };
+  console.log(`Projection (balances over ${options.accounts.toLocaleString('en')} accounts, LevelDB store): ${options.concurrency} queries in flight, ${options.phaseMs} ms per phase`);
+  const rounds: ProjectionFigures[] = [];
+  for (let round = 0; round < ROUNDS; round++) rounds.push(await projectionRound(options));
+  const ingested = rounds.map((r) => r.ingestedPerS);
+  console.log(`projection.ingest while queried: ${Math.round(median(ingested)).toLocaleString('en')} payments/s applied (rounds: ${ingested.map((v) => Math.round(v).toLocaleString('en')).join(', ')})`);
+  const idle = rounds.map((r) => r.idle);
+  const busy = rounds.map((r) => r.ingesting);
+  const m = (of: readonly Measurement[], pick: (x: Measurement) => number, digits: number): string => fixed(median(of.map(pick)), digits);
+  console.log(`  idle: ${m(idle, (x) => x.cpuUsPerEvent, 2)} CPU-µs/query, p50 ${m(idle, (x) => x.p50Ms, 3)} ms p99 ${m(idle, (x) => x.p99Ms, 3)} ms`);
+  console.log(`  ingesting: ${m(busy, (x) => x.cpuUsPerEvent, 2)} CPU-µs/query, p50 ${m(busy, (x) => x.p50Ms, 3)} ms p99 ${m(busy, (x) => x.p99Ms, 3)} ms`);
+  reportAgainst('projection.query-while-ingesting', busy.map((x) => x.eventsPerS), idle.map((x) => x.eventsPerS), 'the same queries idle', QUERIES_PER_S, {
+    cpuUsPerEvent: m(busy, (x) => x.cpuUsPerEvent, 2),
+    p50Ms: m(busy, (x) => x.p50Ms, 3),
+    p99Ms: m(busy, (x) => x.p99Ms, 3),
+    baselineCpuUsPerEvent: m(idle, (x) => x.cpuUsPerEvent, 2),
+    baselineP50Ms: m(idle, (x) => x.p50Ms, 3),
+    baselineP99Ms: m(idle, (x) => x.p99Ms, 3),
+    ingestedPerS: median(ingested).toFixed(0),
+  });
 }
 
 /**
@@ -164,7 +249,11 @@ async function inference(): Promise<void> {
   const rawBatched = rounds.map((r) => r.rawBatchedRowsPerS);
   const rawSingle = rounds.map((r) => r.rawSingleRowsPerS);
   console.log(`inference.raw-predict: ${Math.round(median(rawBatched)).toLocaleString('en')} rows/s in ${MICRO_BATCH}-row calls (rounds: ${rounded(rawBatched)}), ${Math.round(median(rawSingle)).toLocaleString('en')} rows/s in 1-row calls (rounds: ${rounded(rawSingle)})`);
-  reportAgainst('inference-microbatch', rounds.map((r) => r.batchedRowsPerS), rounds.map((r) => r.singleRowsPerS), 'one row per call (maxBatch 1)', ROWS_PER_S);
+  const cpu = (values: number[]): string => median(values).toFixed(2);
+  reportAgainst('inference-microbatch', rounds.map((r) => r.batchedRowsPerS), rounds.map((r) => r.singleRowsPerS), 'one row per call (maxBatch 1)', ROWS_PER_S, {
+    cpuUsPerEvent: cpu(rounds.map((r) => r.batchedCpuUsPerRow)),
+    baselineCpuUsPerEvent: cpu(rounds.map((r) => r.singleCpuUsPerRow)),
+  });
   const singleP99 = rounds.map((r) => r.singleP99Ms);
   console.log(`inference.event-loop-p99 with one row per call: ${median(singleP99).toFixed(2)} ms (rounds: ${singleP99.map((v) => v.toFixed(2)).join(', ')})`);
   reportAgainst('inference-event-loop-p99', rounds.map((r) => r.batchedP99Ms), rounds.map((r) => r.idleP99Ms), 'the engine idle (runner started, model loaded, no input)', MS);
@@ -190,8 +279,16 @@ async function kafka(): Promise<void> {
     for (let round = 0; round < ROUNDS; round++) rounds.push(await kafkaRound(options));
     const raw = rounds.map((r) => r.raw);
     console.log(`kafka.raw-kafkajs-loop: ${Math.round(median(raw)).toLocaleString('en')} events/s (rounds: ${raw.map((v) => Math.round(v)).join(', ')})`);
-    reportAgainst('kafka.stateless', rounds.map((r) => r.stateless), raw, 'the raw kafkajs consume→produce loop');
-    reportAgainst('kafka.keyed-count', rounds.map((r) => r.keyedCount), raw, 'the raw kafkajs consume→produce loop');
+    const cpu = (pick: (r: KafkaFigures) => number): string => median(rounds.map(pick)).toFixed(2);
+    const rawCpu = cpu((r) => r.rawCpuUsPerEvent);
+    reportAgainst('kafka.stateless', rounds.map((r) => r.stateless), raw, 'the raw kafkajs consume→produce loop', EVENTS_PER_S, {
+      cpuUsPerEvent: cpu((r) => r.statelessCpuUsPerEvent),
+      baselineCpuUsPerEvent: rawCpu,
+    });
+    reportAgainst('kafka.keyed-count', rounds.map((r) => r.keyedCount), raw, 'the raw kafkajs consume→produce loop', EVENTS_PER_S, {
+      cpuUsPerEvent: cpu((r) => r.keyedCountCpuUsPerEvent),
+      baselineCpuUsPerEvent: rawCpu,
+    });
   } finally {
     if (started) execFileSync(new URL('../../test/infra/kafka', import.meta.url).pathname, ['stop'], { stdio: 'inherit' });
   }
@@ -203,16 +300,52 @@ interface Unit {
 }
 const EVENTS_PER_S: Unit = { label: 'events/s', digits: 0 };
 const ROWS_PER_S: Unit = { label: 'rows/s', digits: 0 };
+const QUERIES_PER_S: Unit = { label: 'queries/s', digits: 0 };
 const MS: Unit = { label: 'ms', digits: 2 };
 
-function reportAgainst(name: string, values: number[], baselines: number[], baselineName: string, unit: Unit = EVENTS_PER_S): void {
+function reportAgainst(
+  name: string,
+  values: number[],
+  baselines: number[],
+  baselineName: string,
+  unit: Unit = EVENTS_PER_S,
+  extra: Readonly<Record<string, string>> = {},
+): void {
   const value = median(values);
   const baseline = median(baselines);
   const ratio = value / baseline;
   const show = (v: number): string => (unit.digits === 0 ? Math.round(v).toLocaleString('en') : v.toFixed(unit.digits));
   console.log(`${name}: ${show(value)} ${unit.label} (rounds: ${values.map(show).join(', ')})`);
   console.log(`  vs ${baselineName} ${show(baseline)} ${unit.label}: ratio ${ratio.toFixed(3)}`);
-  console.log(`BENCH name=${name} value=${value.toFixed(unit.digits)} baseline=${baseline.toFixed(unit.digits)} ratio=${ratio.toFixed(4)}`);
+  const fields = Object.entries(extra).map(([k, v]) => ` ${k}=${v}`).join('');
+  console.log(`BENCH name=${name} value=${value.toFixed(unit.digits)} baseline=${baseline.toFixed(unit.digits)} ratio=${ratio.toFixed(4)}${fields}`);
+}
+
+const fixed = (v: number, digits: number): string => (Number.isNaN(v) ? 'n/a' : v.toFixed(digits));
+
+/** One line: the medians of a scenario's events/s, CPU-µs per event and latencies, with each round's events/s. */
+function describeMeasured(name: string, values: readonly Measurement[]): void {
+  const m = (pick: (x: Measurement) => number): number => median(values.map(pick));
+  console.log(
+    `${name}: ${Math.round(m((x) => x.eventsPerS)).toLocaleString('en')} events/s (rounds: ${values.map((x) => Math.round(x.eventsPerS).toLocaleString('en')).join(', ')}), ` +
+      `${fixed(m((x) => x.cpuUsPerEvent), 2)} CPU-µs/event, latency p50 ${fixed(m((x) => x.p50Ms), 0)} ms p99 ${fixed(m((x) => x.p99Ms), 0)} ms`,
+  );
+}
+
+/** A streaming scenario against its baseline: events/s as the ratio, CPU and latency (medians of rounds) as extra fields. */
+function reportMeasured(name: string, values: readonly Measurement[], baselines: readonly Measurement[], baselineName: string, extra: Readonly<Record<string, string>> = {}): void {
+  const m = (of: readonly Measurement[], pick: (x: Measurement) => number): number => median(of.map(pick));
+  describeMeasured(name, values);
+  console.log(`  baseline: ${baselineName}, ${fixed(m(baselines, (x) => x.cpuUsPerEvent), 2)} CPU-µs/event, latency p50 ${fixed(m(baselines, (x) => x.p50Ms), 0)} ms p99 ${fixed(m(baselines, (x) => x.p99Ms), 0)} ms`);
+  reportAgainst(name, values.map((x) => x.eventsPerS), baselines.map((x) => x.eventsPerS), baselineName, EVENTS_PER_S, {
+    cpuUsPerEvent: fixed(m(values, (x) => x.cpuUsPerEvent), 2),
+    p50Ms: fixed(m(values, (x) => x.p50Ms), 0),
+    p99Ms: fixed(m(values, (x) => x.p99Ms), 0),
+    baselineCpuUsPerEvent: fixed(m(baselines, (x) => x.cpuUsPerEvent), 2),
+    baselineP50Ms: fixed(m(baselines, (x) => x.p50Ms), 0),
+    baselineP99Ms: fixed(m(baselines, (x) => x.p99Ms), 0),
+    ...extra,
+  });
 }
 
 main().catch((err: unknown) => {
