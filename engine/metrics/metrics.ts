@@ -32,6 +32,7 @@ export interface ProjectionSample {
   readonly partitions: ReadonlyArray<{ readonly topic: string; readonly partition: number; readonly lag: number }>;
   readonly recordsApplied: number;
   readonly deadLetters: number;
+  readonly expiredOps: number;
 }
 
 export class Metrics {
@@ -216,6 +217,16 @@ export class Metrics {
       collect() {
         this.reset();
         for (const s of projectionSamples()) this.set({ projection: s.projection }, s.deadLetters);
+      },
+    });
+    new Gauge({
+      name: 'millrace_projection_expired_ops',
+      help: 'Changes a projection store dropped since the engine started because they were older than its retained history, by projection.',
+      labelNames: ['projection'],
+      registers,
+      collect() {
+        this.reset();
+        for (const s of projectionSamples()) this.set({ projection: s.projection }, s.expiredOps);
       },
     });
     if (options.defaultMetrics ?? true) collectDefaultMetrics({ register: this.registry, prefix: 'millrace_process_' });

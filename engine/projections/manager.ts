@@ -68,6 +68,8 @@ export interface ProjectionInfoView {
   readonly partitions: ProjectionRunnerStatus['partitions'];
   readonly recordsApplied: number;
   readonly deadLetters: number;
+  /** Changes dropped as older than the retained history (see `ProjectionRunnerStatus.expiredOps`). */
+  readonly expiredOps: number;
   readonly historyRetentionMs: number;
   readonly rebuild?: RebuildStatus;
   readonly error?: string;
@@ -196,6 +198,7 @@ export class ProjectionManager {
       partitions: status.partitions,
       recordsApplied: status.recordsApplied,
       deadLetters: status.deadLetters,
+      expiredOps: status.expiredOps,
       historyRetentionMs: this.store.historyRetentionMs,
       ...(projection.rebuild === undefined ? {} : { rebuild: { ...projection.rebuild.status, progress: projection.rebuild.runner.status() } }),
       ...(status.error === undefined ? {} : { error: status.error }),

@@ -74,6 +74,11 @@ export interface ProjectionRunnerStatus {
   readonly lag: number;
   readonly recordsApplied: number;
   readonly deadLetters: number;
+  /**
+   * Changes the store dropped because their event time was older than its retained history (Kafka Streams' rule
+   * for versioned stores): a partition far behind the others in event time, or a retention shorter than their skew.
+   */
+  readonly expiredOps: number;
   readonly error?: string;
 }
 
@@ -114,6 +119,7 @@ export class ProjectionRunner {
   #loop: Promise<void> | undefined;
   #recordsApplied = 0;
   #deadLetters = 0;
+  #expiredOps = 0;
   #dlqReady = false;
   #lastDiscoveryMs = 0;
   #lastYieldMs = 0;
@@ -198,6 +204,7 @@ export class ProjectionRunner {
       lag: partitions.reduce((sum, p) => sum + p.lag, 0),
       recordsApplied: this.#recordsApplied,
       deadLetters: this.#deadLetters,
+      expiredOps: this.#expiredOps,
       ...(this.#error === undefined ? {} : { error: this.#error.message }),
     };
   }
@@ -330,6 +337,15 @@ export class ProjectionRunner {
         this.#cache.clear();
         for (const position of await this.#store.positions(this.id)) this.#positions.set(tpKey(position.topic, position.partition), position.nextOffset);
         return false;
+      }
+      if (result.expiredOps > 0) {
+        if (this.#expiredOps === 0) {
+          this.#options.logger.warn(
+            { projection: this.id, expiredOps: result.expiredOps, historyRetentionMs: this.#store.historyRetentionMs },
+            'the projection store dropped changes older than its retained history (counted in expiredOps from now on)',
+          );
+        }
+        this.#expiredOps += result.expiredOps;
       }
       for (const [key, r] of reached) this.#positions.set(key, r.nextOffset);
       for (const [key, change] of pending) this.#remember(key, change);

@@ -202,7 +202,7 @@ export class Engine implements EngineApi {
     });
     await this.#projections.start();
     const projections = this.#projections;
-    this.metrics.addProjectionSource(() => projections.list().map((p) => ({ projection: p.name, partitions: p.partitions, recordsApplied: p.recordsApplied, deadLetters: p.deadLetters })));
+    this.metrics.addProjectionSource(() => projections.list().map((p) => ({ projection: p.name, partitions: p.partitions, recordsApplied: p.recordsApplied, deadLetters: p.deadLetters, expiredOps: p.expiredOps })));
   }
 
   /** The HTTP API's address, once listening. */

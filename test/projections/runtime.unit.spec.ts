@@ -38,13 +38,13 @@ afterEach(async () => {
 
 async function harness(
   definitions: ProjectionDefinition[],
-  options: { partitions?: number; maxRecordsPerRead?: number; code?: Record<string, ProjectionDefinition[]> } = {},
+  options: { partitions?: number; maxRecordsPerRead?: number; code?: Record<string, ProjectionDefinition[]>; historyRetentionMs?: number } = {},
 ): Promise<Harness> {
   const dir = await tempDir('millrace-projections-runtime-');
   const log = new EmbeddedLog({ path: `${dir.path}/log` });
   await log.open();
   await log.ensureTopic({ name: 'payments', partitions: options.partitions ?? 2 });
-  const store = new LevelProjectionStore({ path: `${dir.path}/projections`, historyRetentionMs: 10 * 365 * 24 * 3_600_000 });
+  const store = new LevelProjectionStore({ path: `${dir.path}/projections`, historyRetentionMs: options.historyRetentionMs ?? 10 * 365 * 24 * 3_600_000 });
   await store.open();
   const manager = new ProjectionManager({
     log,
@@ -114,6 +114,19 @@ async function scanAll(store: ProjectionStore, id: ProjectionId, asOfMs?: number
 const model = (items: readonly ProjectionItem[]): Record<string, JsonValue> => Object.fromEntries(items.map((i) => [i.key, i.value]));
 
 describe('projection runtime', () => {
+  it('counts the changes the store dropped as older than its retained history', async () => {
+    const { log, manager } = await harness([balances], { partitions: 1, historyRetentionMs: 1_000 });
+    await log.append([payment('a', 5, 10_000_000)]);
+    await caughtUp(manager, 'balances');
+    expect(manager.info('balances').expiredOps).toBe(0);
+    // An hour of event time earlier than the latest: outside the 1 s of retained history.
+    await log.append([payment('b', 7, 10_000_000 - 3_600_000), payment('c', 1, 10_000_500)]);
+    await caughtUp(manager, 'balances');
+    expect(manager.info('balances').expiredOps).toBe(1);
+    expect(await manager.get('balances', 'b')).toEqual({ status: 'absent' });
+    expect(await manager.get('balances', 'c')).toMatchObject({ status: 'found' });
+  });
+
   it('given payments, then the read model holds what the handler computed, and the position is the end of each partition', async () => {
     const { log, manager, store } = await harness([balances]);
     await log.append([payment('a', 5, 1_000), payment('b', 7, 1_001), payment('a', 3, 1_002), payment('b', -7, 1_003)]);
