@@ -1,9 +1,10 @@
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import { MillraceError } from '../errors.js';
-import { offset, type Log } from '../log/log.js';
+import type { Log } from '../log/log.js';
 import { DEAD_LETTER_SUFFIX } from '../runtime/dead-letter.js';
-import { AUDIT_TOPIC, MAX_REDRIVE_RECORDS, planDeadLetterAction, runDeadLetterAction } from '../runtime/redrive.js';
+import { readAuditEvents } from '../runtime/audit.js';
+import { MAX_REDRIVE_RECORDS, planDeadLetterAction, runDeadLetterAction } from '../runtime/redrive.js';
 
 /**
  * Dead letters over HTTP: which dead-letter topics hold what, and the two-step actions on a range of them (a dry run
@@ -25,28 +26,6 @@ export function actorOf(headers: Record<string, string | string[] | undefined>, 
   const named = headers['x-millrace-actor'];
   const actor = Array.isArray(named) ? named[0] : named;
   return actor !== undefined && actor.trim() !== '' ? actor.trim().slice(0, 200) : `http:${ip}`;
-}
-
-/** The last audit events, newest first. */
-async function auditEvents(log: Log, limit: number): Promise<unknown[]> {
-  if (!(await log.listTopics()).some((t) => t.name === AUDIT_TOPIC)) return [];
-  const events: Array<{ offset: number; event: unknown }> = [];
-  for (const { partition, start, end } of await log.partitionOffsets(AUDIT_TOPIC)) {
-    const from = Math.max(start, end - limit);
-    for (let at = from; at < end; ) {
-      const batch = await log.read(AUDIT_TOPIC, partition, offset(at), { maxRecords: limit });
-      if (batch.records.length === 0) break;
-      for (const r of batch.records) {
-        try {
-          events.push({ offset: r.offset, event: { ...(JSON.parse(r.value?.toString('utf8') ?? 'null') as object), audit: { topic: AUDIT_TOPIC, partition, offset: r.offset } } });
-        } catch {
-          // not an event of ours
-        }
-      }
-      at = batch.nextOffset;
-    }
-  }
-  return events.sort((a, b) => b.offset - a.offset).slice(0, limit).map((e) => e.event);
 }
 
 export function registerDeadLetterRoutes(app: FastifyInstance, log: Log): void {
@@ -90,6 +69,6 @@ export function registerDeadLetterRoutes(app: FastifyInstance, log: Log): void {
     const raw = (request.query as Record<string, string | undefined>)['limit'];
     const limit = raw === undefined ? 100 : Number(raw);
     if (!Number.isInteger(limit) || limit < 1 || limit > 1_000) throw new MillraceError('MILLRACE_HTTP_VALIDATION', `limit must be an integer from 1 to 1000, got ${JSON.stringify(raw)}`);
-    return { events: await auditEvents(log, limit) };
+    return { events: await readAuditEvents(log, limit) };
   });
 }

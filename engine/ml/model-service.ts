@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { MillraceError, isMillraceError } from '../errors.js';
 import { offset, type Log } from '../log/log.js';
-import { AUDIT_TOPIC, type AuditedRouting, type ModelAuditEvent } from '../runtime/redrive.js';
+import { appendAudited, type AuditPosition, type AuditedRouting, type ModelAuditEvent } from '../runtime/audit.js';
 import { FEATURE_NAMES, Topics, type ModelRegistryEvent } from '../../topologies/pipeline/contract.js';
 import {
   applyRegistryEvent,
@@ -89,7 +89,7 @@ export interface ModelDecisionResult {
   readonly model: string;
   readonly version: string;
   /** Where the audit event was written. */
-  readonly audit: { readonly topic: string; readonly partition: number; readonly offset: number };
+  readonly audit: AuditPosition;
 }
 
 export class ModelService {
@@ -180,20 +180,13 @@ export class ModelService {
       to: plan.to,
       ...(options.reason === undefined ? {} : { reason: options.reason }),
     };
-    await this.#log.ensureTopic({ name: AUDIT_TOPIC, partitions: 1 });
-    const transaction = await this.#log.beginTransaction({ transactionalId: `millrace-models-${name}` });
-    try {
-      transaction.append([
-        { topic: Topics.modelRegistry, key: Buffer.from(name), value: Buffer.from(JSON.stringify(event)) },
-        { topic: AUDIT_TOPIC, partition: 0, key: Buffer.from(name), value: Buffer.from(JSON.stringify(audit)) },
-      ]);
-      const results = await transaction.commit();
-      const written = results.find((r) => r.topic === AUDIT_TOPIC)!;
-      return { action, model: name, version: options.version, audit: { topic: AUDIT_TOPIC, partition: written.partition, offset: written.offset } };
-    } catch (err) {
-      await transaction.abort().catch(() => undefined);
-      throw err;
-    }
+    const position = await appendAudited(this.#log, {
+      transactionalId: `millrace-models-${name}`,
+      records: [{ topic: Topics.modelRegistry, key: Buffer.from(name), value: Buffer.from(JSON.stringify(event)) }],
+      key: name,
+      event: audit,
+    });
+    return { action, model: name, version: options.version, audit: position };
   }
 
   async predict(name: string, body: unknown): Promise<{ model: string; version: string; predictions: Prediction[] }> {

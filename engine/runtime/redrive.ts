@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { MillraceError, errorMessage } from '../errors.js';
 import { offset, type AppendRecord, type Headers, type Log, type LogRecord } from '../log/log.js';
+import { AUDIT_TOPIC, appendAudited, type AuditPosition, type DeadLetterAuditEvent } from './audit.js';
 import { DEAD_LETTER_SUFFIX, type DeadLetter } from './dead-letter.js';
 
 /**
@@ -11,7 +12,6 @@ import { DEAD_LETTER_SUFFIX, type DeadLetter } from './dead-letter.js';
  * half done and never done without its trace; dead letters already redriven or skipped are left out of later plans.
  */
 
-export const AUDIT_TOPIC = '_audit';
 
 /** The most dead letters one action takes. */
 export const MAX_REDRIVE_RECORDS = 1_000;
@@ -52,46 +52,11 @@ export interface DeadLetterPlan {
   readonly token: string;
 }
 
-/** What `_audit` holds: one event per operator action, whatever it acted on. */
-export type AuditEvent = DeadLetterAuditEvent | ModelAuditEvent;
-
-interface AuditEventBase {
-  readonly at: string;
-  /** Who acted: the `x-millrace-actor` header, else `http:<client address>`. */
-  readonly actor: string;
-  readonly reason?: string;
-}
-
-/** The routing of a model as an audit event records it. */
-export interface AuditedRouting {
-  readonly stable: string | null;
-  readonly canary: { readonly version: string; readonly percent: number } | null;
-}
-
-/** An operator's promotion or rollback of a model version (the same decision is on `model-registry`). */
-export interface ModelAuditEvent extends AuditEventBase {
-  readonly type: 'ModelPromoted' | 'ModelRolledBack';
-  readonly model: string;
-  readonly version: string;
-  /** The routing before and after the decision. */
-  readonly from: AuditedRouting;
-  readonly to: AuditedRouting;
-}
-
-export interface DeadLetterAuditEvent extends AuditEventBase {
-  readonly type: 'DeadLettersRedriven' | 'DeadLettersSkipped';
-  readonly topic: string;
-  readonly partition: number;
-  /** The dead letters' offsets the action took. */
-  readonly offsets: readonly number[];
-  /** Where each redriven record landed. */
-  readonly redriven?: ReadonlyArray<{ readonly from: number; readonly topic: string; readonly partition: number }>;
-}
 
 export interface DeadLetterActionResult {
   readonly action: 'redrive' | 'skip';
   readonly count: number;
-  readonly audit: { readonly topic: string; readonly partition: number; readonly offset: number };
+  readonly audit: AuditPosition;
 }
 
 function invalid(message: string): MillraceError {
@@ -229,7 +194,6 @@ async function act(
     });
   }
   if (current.count === 0) throw invalid('nothing to do: every dead letter of the range was handled before, or cannot be redriven');
-  await log.ensureTopic({ name: AUDIT_TOPIC, partitions: 1 });
   const appends: AppendRecord[] = [];
   const redriven: Array<{ from: number; topic: string; partition: number }> = [];
   if (action === 'redrive') {
@@ -259,15 +223,11 @@ async function act(
     ...(options.reason === undefined ? {} : { reason: options.reason }),
     ...(action === 'redrive' ? { redriven } : {}),
   };
-  appends.push({ topic: AUDIT_TOPIC, partition: 0, key: Buffer.from(range.topic), value: Buffer.from(JSON.stringify(event)) });
-  const transaction = await log.beginTransaction({ transactionalId: `millrace-dead-letters-${range.topic}-${range.partition}` });
-  try {
-    transaction.append(appends);
-    const results = await transaction.commit();
-    const audit = results.find((r) => r.topic === AUDIT_TOPIC)!;
-    return { action, count: records.size, audit: { topic: AUDIT_TOPIC, partition: audit.partition, offset: audit.offset } };
-  } catch (err) {
-    await transaction.abort().catch(() => undefined);
-    throw err;
-  }
+  const audit = await appendAudited(log, {
+    transactionalId: `millrace-dead-letters-${range.topic}-${range.partition}`,
+    records: appends,
+    key: range.topic,
+    event,
+  });
+  return { action, count: records.size, audit };
 }

@@ -12,7 +12,7 @@ import { EmbeddedLog } from '../../engine/log/embedded/embedded-log.js';
 import type { LogRecord } from '../../engine/log/log.js';
 import { Metrics } from '../../engine/metrics/metrics.js';
 import { ModelService } from '../../engine/ml/model-service.js';
-import { AUDIT_TOPIC } from '../../engine/runtime/redrive.js';
+import { AUDIT_TOPIC } from '../../engine/runtime/audit.js';
 import type { EngineApi, EngineStatus } from '../../engine/runtime/status.js';
 import { EmbeddedSchemaRegistry } from '../../engine/serde/embedded-registry.js';
 import { Topics, type ModelRegistryEvent } from '../../topologies/pipeline/contract.js';
