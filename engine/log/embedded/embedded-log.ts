@@ -120,6 +120,10 @@ interface StoredTopic {
   deleteRetentionMs: number;
 }
 
+/** Operations of one group commit, and of one synchronous slice of it (see `#drain`). */
+const OPS_PER_WRITE = 8_192;
+const OPS_PER_SLICE = 1_024;
+
 type BatchOp = { type: 'put'; key: Buffer; value: Buffer } | { type: 'del'; key: Buffer };
 
 interface WriteRequest {
@@ -860,14 +864,22 @@ export class EmbeddedLog implements Log {
     });
   }
 
+  /**
+   * Group commit: merges queued requests into one LevelDB batch, then resolves them in order. The synchronous work
+   * is bounded so a large checkpoint does not stall the event loop (inference replies, HTTP, timers wait behind it):
+   * requests are taken until their operations reach `OPS_PER_WRITE` (a single larger request still goes whole), and
+   * operations enter a chained batch `OPS_PER_SLICE` at a time with a turn of the event loop between slices. The
+   * batch is still written atomically, at the end.
+   */
   async #drain(): Promise<void> {
     this.#writing = true;
     try {
       while (this.#queue.length > 0) {
-        const taken = this.#queue.splice(0, this.#options.maxRequestsPerBatch);
         const ops: BatchOp[] = [];
         const prepared: Array<{ request: WriteRequest; after: () => unknown }> = [];
-        for (const request of taken) {
+        let taken = 0;
+        while (taken < this.#queue.length && taken < this.#options.maxRequestsPerBatch && (taken === 0 || ops.length < OPS_PER_WRITE)) {
+          const request = this.#queue[taken++]!;
           const own: BatchOp[] = [];
           try {
             const after = request.prepare(own);
@@ -877,9 +889,10 @@ export class EmbeddedLog implements Log {
             request.reject(err);
           }
         }
+        this.#queue.splice(0, taken);
         if (ops.length > 0) {
           try {
-            await this.#db.batch(ops, { sync: this.#options.fsync });
+            await this.#writeBatch(ops);
           } catch (err) {
             // In-memory offsets are now ahead of the disk: nothing more may be written.
             this.#state = 'failed';
@@ -900,6 +913,22 @@ export class EmbeddedLog implements Log {
       }
     } finally {
       this.#writing = false;
+    }
+  }
+
+  async #writeBatch(ops: readonly BatchOp[]): Promise<void> {
+    const batch = this.#db.batch();
+    try {
+      for (let i = 0; i < ops.length; i++) {
+        const op = ops[i]!;
+        if (op.type === 'put') batch.put(op.key, op.value);
+        else batch.del(op.key);
+        if ((i + 1) % OPS_PER_SLICE === 0 && i + 1 < ops.length) await new Promise((resolve) => setImmediate(resolve));
+      }
+      await batch.write({ sync: this.#options.fsync });
+    } catch (err) {
+      await batch.close().catch(() => undefined);
+      throw err;
     }
   }
 
