@@ -5,7 +5,8 @@
  *
  *   npm run bench                 # 3 interleaved rounds of 300,000 events, median reported
  *   npm run bench -- --quick      # 3 rounds of 100,000 events (--rounds=N, --events=N override either)
- *   npm run bench -- --kafka      # also on Apache Kafka (MILLRACE_KAFKA_BROKERS, or a broker test/infra/kafka starts)
+ *   npm run bench -- --no-kafka   # without the Apache Kafka group (by default on MILLRACE_KAFKA_BROKERS, or a broker
+ *                                 # test/infra/kafka starts for the run and stops after it)
  *   npm run bench -- --only=inference   # one group of scenarios: embedded, projection, inference or kafka
  *
  * The last line of each scenario is machine-readable: `BENCH name=… value=… baseline=… ratio=…`.
@@ -261,16 +262,23 @@ async function inference(): Promise<void> {
 
 /** The Kafka scenarios: each engine figure as a ratio to a raw kafkajs consume→produce loop on the same broker. */
 async function kafka(): Promise<void> {
-  let brokers = process.env['MILLRACE_KAFKA_BROKERS'];
-  let started = false;
-  if (brokers === undefined && process.argv.includes('--kafka')) {
-    const script = new URL('../../test/infra/kafka', import.meta.url).pathname;
-    brokers = execFileSync(script, ['start'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] }).trim().split('\n').pop()!;
-    started = true;
-  }
-  if (brokers === undefined) {
-    console.log('kafka: skipped (set MILLRACE_KAFKA_BROKERS, or pass --kafka to start a local broker)');
+  if (process.argv.includes('--no-kafka')) {
+    console.log('kafka: skipped (--no-kafka)');
     return;
+  }
+  let brokers = process.env['MILLRACE_KAFKA_BROKERS'];
+  const script = new URL('../../test/infra/kafka', import.meta.url).pathname;
+  // A broker of its own, on a port the test suite does not use, started here and stopped at the end.
+  const env = { ...process.env, MILLRACE_KAFKA_PORT: process.env['MILLRACE_BENCH_KAFKA_PORT'] ?? '19392', MILLRACE_KAFKA_STARTED_BY: 'benchmarks' };
+  let started = false;
+  if (brokers === undefined) {
+    try {
+      brokers = execFileSync(script, ['start'], { encoding: 'utf8', env, stdio: ['ignore', 'pipe', 'inherit'] }).trim().split('\n').pop()!;
+      started = true;
+    } catch (err) {
+      console.log(`kafka: skipped (no broker given in MILLRACE_KAFKA_BROKERS, and test/infra/kafka could not start one: ${(err as Error).message.split('\n')[0]})`);
+      return;
+    }
   }
   try {
     const options = { brokers: brokers.split(','), events: quick ? 50_000 : 150_000, partitions: PARTITIONS, keys: KEYS };
@@ -290,7 +298,7 @@ async function kafka(): Promise<void> {
       baselineCpuUsPerEvent: rawCpu,
     });
   } finally {
-    if (started) execFileSync(new URL('../../test/infra/kafka', import.meta.url).pathname, ['stop'], { stdio: 'inherit' });
+    if (started) execFileSync(script, ['stop'], { env, stdio: 'inherit' });
   }
 }
 

@@ -19,6 +19,9 @@ import { RecentCheckpoints } from './recent.js';
 import type { InputStatus, TaskStatus } from './status.js';
 import { TaskExecutor, type TaskEnvironment } from './task-executor.js';
 
+/** The reason a fetch's wait is cut short (`abort()` without one builds a DOMException, stack and all, per fetch). */
+const WOKEN = Symbol('woken');
+
 export interface TaskConfig {
   /** Commit at least this often while records flow. */
   readonly commitIntervalMs: number;
@@ -274,10 +277,12 @@ export class StreamTask {
     const nextPunctuation = this.executor.nextWallClockDueMs();
     const untilPunctuation = nextPunctuation === undefined ? Infinity : Math.max(0, nextPunctuation - this.#env.wallClockMs());
     const maxWaitMs = anyBuffered ? 0 : Math.min(this.#config.pollMaxWaitMs, untilCommit, untilPunctuation);
-    // The first read that brings records wakes the others: records waiting in one input are not held back.
-    const wake = new AbortController();
-    const onStop = (): void => wake.abort();
-    this.#abort.signal.addEventListener('abort', onStop, { once: true });
+    // With several inputs, the first read that brings records wakes the others: records waiting in one input are not
+    // held back. One input needs no wake-up of its own (and no AbortController per fetch): only a stop ends its wait.
+    const wake = empty.length > 1 ? new AbortController() : undefined;
+    const onStop = (): void => wake?.abort(WOKEN);
+    if (wake !== undefined) this.#abort.signal.addEventListener('abort', onStop, { once: true });
+    const signal = wake?.signal ?? this.#abort.signal;
     let fetched = 0;
     try {
       const results = await Promise.all(
@@ -285,9 +290,9 @@ export class StreamTask {
           const batch = await this.#subscription.read(input.topic, this.executor.partition, offset(input.fetchAt), {
             maxRecords: this.#config.pollMaxRecords,
             maxWaitMs,
-            signal: wake.signal,
+            signal,
           });
-          if (batch.records.length > 0) wake.abort();
+          if (batch.records.length > 0) wake?.abort(WOKEN);
           return [input, batch];
         }),
       );
@@ -306,7 +311,7 @@ export class StreamTask {
         this.executor.noteInput(this.#env.wallClockMs());
       }
     } finally {
-      this.#abort.signal.removeEventListener('abort', onStop);
+      if (wake !== undefined) this.#abort.signal.removeEventListener('abort', onStop);
     }
     return fetched;
   }
