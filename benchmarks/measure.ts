@@ -8,7 +8,7 @@
  * - p50/p99 end-to-end latency: for a bounded sample of input records, the time from the record's append (the
  *   timestamp the log stamps into it) to the moment its input offset is seen committed. On the embedded log the
  *   engine (and the hand-written loop) commit outputs and input offsets in one atomic batch, so "offset committed"
- *   is "output visible". The commit positions are polled every `POLL_MS`, which bounds the resolution.
+ *   is "output visible". The commit positions are polled every `POLL_MS` (or `pollMs`), which bounds the resolution.
  *
  * The producer keeps at most `windowRecords` records in flight (appended, not yet committed): without a bound the
  * producer outruns the consumer and every latency is the length of the backlog. The figures are thus latencies at
@@ -82,6 +82,8 @@ export interface StreamingRunOptions {
   /** Throws when the consumer failed, so the run does not wait for it forever. */
   readonly check?: () => void;
   readonly timeoutMs?: number;
+  /** How often the committed positions are read (default `POLL_MS`): a broker round trip on Kafka. */
+  readonly pollMs?: number;
 }
 
 const sum = (m: ReadonlyMap<number, number>): number => {
@@ -106,7 +108,7 @@ export async function measureStreaming(options: StreamingRunOptions): Promise<Me
       done = sum(committed);
       if (done >= options.events) break;
       if (performance.now() - started > timeoutMs) throw new Error(`${done} of ${options.events} records committed in ${timeoutMs} ms`);
-      await new Promise((resolve) => setTimeout(resolve, POLL_MS));
+      await new Promise((resolve) => setTimeout(resolve, options.pollMs ?? POLL_MS));
     }
   };
   const produce = async (): Promise<void> => {

@@ -284,19 +284,11 @@ async function kafka(): Promise<void> {
     const options = { brokers: brokers.split(','), events: quick ? 50_000 : 150_000, partitions: PARTITIONS, keys: KEYS };
     console.log(`Kafka at ${brokers}: ${options.events.toLocaleString('en')} events per scenario`);
     const rounds: KafkaFigures[] = [];
-    for (let round = 0; round < ROUNDS; round++) rounds.push(await kafkaRound(options));
+    for (let round = 0; round < ROUNDS; round++) rounds.push(await kafkaRound(options, round));
     const raw = rounds.map((r) => r.raw);
-    console.log(`kafka.raw-kafkajs-loop: ${Math.round(median(raw)).toLocaleString('en')} events/s (rounds: ${raw.map((v) => Math.round(v)).join(', ')})`);
-    const cpu = (pick: (r: KafkaFigures) => number): string => median(rounds.map(pick)).toFixed(2);
-    const rawCpu = cpu((r) => r.rawCpuUsPerEvent);
-    reportAgainst('kafka.stateless', rounds.map((r) => r.stateless), raw, 'the raw kafkajs consume→produce loop', EVENTS_PER_S, {
-      cpuUsPerEvent: cpu((r) => r.statelessCpuUsPerEvent),
-      baselineCpuUsPerEvent: rawCpu,
-    });
-    reportAgainst('kafka.keyed-count', rounds.map((r) => r.keyedCount), raw, 'the raw kafkajs consume→produce loop', EVENTS_PER_S, {
-      cpuUsPerEvent: cpu((r) => r.keyedCountCpuUsPerEvent),
-      baselineCpuUsPerEvent: rawCpu,
-    });
+    describeMeasured('kafka.raw-kafkajs-loop', raw);
+    reportMeasured('kafka.stateless', rounds.map((r) => r.stateless), raw, 'the raw kafkajs consume→produce loop');
+    reportMeasured('kafka.keyed-count', rounds.map((r) => r.keyedCount), raw, 'the raw kafkajs consume→produce loop');
   } finally {
     if (started) execFileSync(script, ['stop'], { env, stdio: 'inherit' });
   }
