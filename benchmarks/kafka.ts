@@ -3,7 +3,7 @@
  * run gets fresh topics; a producer in this process appends the input (through `KafkaLog`, the same for every run)
  * while the consumer runs, and `measureStreaming` reports events/s, CPU-µs per event and the latency from a
  * record's append to its input offset being committed (see `measure.ts`; positions are read from the broker every
- * `POLL_MS` ms, which bounds the resolution).
+ * `POLL_MS` ms, which bounds the resolution). Every run checks that each input gave exactly one output.
  *
  * The raw loop reads a batch and produces one output per record; kafkajs commits the offsets of produced batches
  * every 100 ms (the engine's commit interval), so a committed offset means its output is written: at least once, with
@@ -17,7 +17,7 @@ import { join } from 'node:path';
 import { ClassicLevel } from 'classic-level';
 import kafkajs from 'kafkajs';
 import { KafkaLog } from '../engine/log/kafka/kafka-log.js';
-import type { AppendRecord, Log } from '../engine/log/log.js';
+import { offset, type AppendRecord, type Log } from '../engine/log/log.js';
 import { Serdes } from '../engine/serde/serde.js';
 import { StreamsBuilder } from '../engine/topology/builder.js';
 import type { Topology } from '../engine/topology/topology.js';
@@ -71,8 +71,9 @@ export async function kafkaStreamingRun(
   try {
     const consumer = consumerOn(input, output);
     await consumer.start();
+    let measured: Measurement;
     try {
-      return await measureStreaming({
+      measured = await measureStreaming({
         events: options.events,
         appendBatch: APPEND_BATCH,
         windowRecords: WINDOW_RECORDS,
@@ -85,10 +86,28 @@ export async function kafkaStreamingRun(
     } finally {
       await consumer.stop();
     }
+    const outputs = await countRecords(log, output);
+    if (outputs !== options.events) throw new Error(`${consumer.group}: ${outputs} output records for ${options.events} inputs`);
+    return measured;
   } finally {
     await log.deleteTopic(input).catch(() => undefined);
     await log.deleteTopic(output).catch(() => undefined);
   }
+}
+
+/** Committed records of a topic (offsets count transaction markers too, so the records are read and counted). */
+async function countRecords(log: Log, topic: string): Promise<number> {
+  let count = 0;
+  for (const { partition, start, end } of await log.partitionOffsets(topic)) {
+    let at = offset(start);
+    while (at < end) {
+      const batch = await log.read(topic, partition, at, { maxRecords: 5_000 });
+      count += batch.records.length;
+      if (batch.nextOffset <= at) break;
+      at = batch.nextOffset;
+    }
+  }
+  return count;
 }
 
 /** The baseline: a kafkajs consumer group that produces each batch to `output`, then commits its offsets. */

@@ -22,6 +22,7 @@ import { Serdes } from '../engine/serde/serde.js';
 import { StreamsBuilder } from '../engine/topology/builder.js';
 import type { Topology } from '../engine/topology/topology.js';
 import { inferenceRound, MICRO_BATCH, MODEL, WORKERS, type InferenceFigures } from './inference.js';
+import { kafkaClientsRound } from './kafka-clients.js';
 import { kafkaRound, type KafkaFigures } from './kafka.js';
 import { projectionRound, type ProjectionFigures } from './projection.js';
 import { HandLoop } from './hand-loop.js';
@@ -289,6 +290,9 @@ async function kafka(): Promise<void> {
     describeMeasured('kafka.raw-kafkajs-loop', raw);
     reportMeasured('kafka.stateless', rounds.map((r) => r.stateless), raw, 'the raw kafkajs consume→produce loop');
     reportMeasured('kafka.keyed-count', rounds.map((r) => r.keyedCount), raw, 'the raw kafkajs consume→produce loop');
+    const clients = [];
+    for (let round = 0; round < ROUNDS; round++) clients.push(await kafkaClientsRound(options, round));
+    reportMeasured('kafka.client-platformatic', clients.map((r) => r.platformatic), clients.map((r) => r.kafkajs), 'the same topology on KafkaLog (kafkajs)');
   } finally {
     if (started) execFileSync(script, ['stop'], { env, stdio: 'inherit' });
   }

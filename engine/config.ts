@@ -79,7 +79,8 @@ export const ConfigSchema = z.object({
     heartbeatIntervalMs: z.number().int().min(100).optional().describe('About a third of sessionTimeoutMs, or less.'),
     rebalanceTimeoutMs: z.number().int().min(1_000).optional().describe('How long a rebalance waits for members to rejoin (default 60 s).'),
     transactionTimeoutMs: z.number().int().min(1_000).optional().describe('An open transaction older than this is aborted by the broker (default 10 s).'),
-  }).strict().default({}).describe('Settings of the Kafka client, used with brokers.'),
+    client: z.enum(['kafkajs', 'platformatic']).default('kafkajs').describe('The Kafka client library: kafkajs (the default), or @platformatic/kafka (maintained; being measured as a replacement).'),
+  }).strict().default({ client: 'kafkajs' }).describe('Settings of the Kafka client, used with brokers.'),
   log: z.object({
     fsync: z.boolean().default(false).describe('fsync every write (survives power loss, much slower); writes always survive a process crash.'),
     maintenanceIntervalMs: z.number().int().min(0).default(30_000).describe('How often retention and compaction run (0: never).'),

@@ -37,9 +37,13 @@ export async function logSetup(config: Readonly<MillraceConfig>, logger: Logger)
       close: () => log.close(),
     };
   }
-  // Loaded only when used: the embedded engine never pays for the Kafka client.
-  const { KafkaLog } = await import('../log/kafka/kafka-log.js');
-  const log = new KafkaLog({ brokers: [...config.brokers], clientId: 'millrace', logger, ...config.kafka });
+  // Loaded only when used: the embedded engine never pays for a Kafka client, and each client loads only when chosen.
+  const { client, ...kafka } = config.kafka;
+  const options = { brokers: [...config.brokers], clientId: 'millrace', logger, ...kafka };
+  const log =
+    client === 'platformatic'
+      ? new (await import('../log/kafka-platformatic/platformatic-log.js')).PlatformaticKafkaLog(options)
+      : new (await import('../log/kafka/kafka-log.js')).KafkaLog(options);
   const stateDb = new ClassicLevel<Buffer, Buffer>(join(config.dataDir, 'state'), { keyEncoding: 'buffer', valueEncoding: 'buffer' });
   return {
     log,

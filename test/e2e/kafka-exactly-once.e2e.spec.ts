@@ -2,7 +2,8 @@
  * Exactly-once on Apache Kafka, tested by force: three `millrace up --brokers` processes in one group run a keyed
  * count while 200,000 events are produced; random members are SIGKILLed and restarted again and again. The
  * read_committed output must hold, per key, the counts 1, 2, …, n with no duplicate and no gap, and every output
- * partition must equal, record for record, what one clean process writes from the same input.
+ * partition must equal, record for record, what one clean process writes from the same input. Once per Kafka client
+ * (`kafka.client`: kafkajs, the default, and @platformatic/kafka).
  */
 import { randomUUID } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
@@ -33,7 +34,7 @@ function byPartition(records: readonly LogRecord[]): Map<number, Array<[string, 
   return out;
 }
 
-describeWithKafka('exactly-once on Kafka', (brokers) => {
+for (const client of ['kafkajs', 'platformatic'] as const) describeWithKafka(`exactly-once on Kafka (${client})`, (brokers) => {
   const suffix = randomUUID().slice(0, 8);
   const names = { input: `eo-events-${suffix}`, output: `eo-counts-${suffix}`, clean: `eo-clean-${suffix}` };
   let dir: Awaited<ReturnType<typeof tempDir>>;
@@ -58,7 +59,7 @@ describeWithKafka('exactly-once on Kafka', (brokers) => {
       topologies: [{ module: 'examples/keyed-count', options: { applicationId, input: names.input, output } }],
       runtime: { commitIntervalMs: 100 },
       // A killed member's tasks move once the group stops hearing from it.
-      kafka: { sessionTimeoutMs: 6_000, heartbeatIntervalMs: 1_000 },
+      kafka: { sessionTimeoutMs: 6_000, heartbeatIntervalMs: 1_000, client },
     });
     await writeFile(configFile, JSON.stringify(config(`eo-${suffix}`, names.output)));
     cluster = new EngineCluster({ configFile, baseDir: dir.path, brokers: brokers.join(',') });
