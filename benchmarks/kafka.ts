@@ -90,9 +90,17 @@ export async function kafkaStreamingRun(
     if (outputs !== options.events) throw new Error(`${consumer.group}: ${outputs} output records for ${options.events} inputs`);
     return measured;
   } finally {
-    await log.deleteTopic(input).catch(() => undefined);
-    await log.deleteTopic(output).catch(() => undefined);
+    await deleteTopicsOf(log, [input, output]);
   }
+}
+
+/**
+ * Deletes every topic whose name starts with one of `prefixes`: a run's input and output, and what the engine made
+ * around them (`<input>.dlq`, `<app>-late-records`, changelogs). A shared broker should not collect them run after run.
+ */
+async function deleteTopicsOf(log: Log, prefixes: readonly string[]): Promise<void> {
+  const names = (await log.listTopics()).map((t) => t.name).filter((name) => prefixes.some((p) => name.startsWith(p)));
+  for (const name of names) await log.deleteTopic(name).catch(() => undefined);
 }
 
 /** Committed records of a topic (offsets count transaction markers too, so the records are read and counted). */
@@ -171,6 +179,7 @@ export function engineConsumer(log: Log, build: (input: string, output: string) 
       },
       stop: async () => {
         await runner?.stop();
+        await deleteTopicsOf(log, [`${topology.applicationId}-`]);
         await state?.close();
         if (dir !== undefined) await rm(dir, { recursive: true, force: true });
       },

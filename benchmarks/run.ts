@@ -4,7 +4,8 @@
  * events/s, CPU-µs per event and p50/p99 end-to-end latency (see `measure.ts`); the ratio is of events/s.
  *
  *   npm run bench                 # 3 interleaved rounds of 300,000 events, median reported
- *   npm run bench -- --quick      # 3 rounds of 100,000 events (--rounds=N, --events=N override either)
+ *   npm run bench -- --quick      # 3 rounds of 100,000 events, shorter phases (--rounds=N, --events=N override either)
+ *   npm run bench -- --smoke      # 1 round of a few thousand events: only checks that every scenario runs (the tests)
  *   npm run bench -- --no-kafka   # without the Apache Kafka group (by default on MILLRACE_KAFKA_BROKERS, or a broker
  *                                 # test/infra/kafka starts for the run and stops after it)
  *   npm run bench -- --only=inference   # one group of scenarios: embedded, projection, inference or kafka
@@ -29,7 +30,6 @@ import { HandLoop } from './hand-loop.js';
 import { measureBatch, measureStreaming, median, type Measurement } from './measure.js';
 import { BENCH_RUNNER_CONFIG, benchRunner } from './runner.js';
 
-const quick = process.argv.includes('--quick');
 const numberArg = (name: string): number | undefined => {
   const raw = process.argv.find((arg) => arg.startsWith(`--${name}=`))?.slice(name.length + 3);
   if (raw === undefined) return undefined;
@@ -37,8 +37,15 @@ const numberArg = (name: string): number | undefined => {
   if (!Number.isSafeInteger(n) || n < 1) throw new Error(`--${name}=${raw}: expected a positive integer`);
   return n;
 };
-const ROUNDS = numberArg('rounds') ?? 3;
-const EVENTS = numberArg('events') ?? (quick ? 100_000 : 300_000);
+const MODE = process.argv.includes('--smoke') ? 'smoke' : process.argv.includes('--quick') ? 'quick' : 'full';
+/** How big each group runs, by mode. `smoke` measures nothing worth reading: it proves every scenario still runs. */
+const SIZES = {
+  full: { rounds: 3, events: 300_000, accounts: 20_000, phaseMs: 5_000, rows: 100_000, idleMs: 3_000, kafkaEvents: 150_000 },
+  quick: { rounds: 3, events: 100_000, accounts: 20_000, phaseMs: 2_000, rows: 30_000, idleMs: 1_000, kafkaEvents: 50_000 },
+  smoke: { rounds: 1, events: 3_000, accounts: 2_000, phaseMs: 300, rows: 2_000, idleMs: 200, kafkaEvents: 2_000 },
+}[MODE];
+const ROUNDS = numberArg('rounds') ?? SIZES.rounds;
+const EVENTS = numberArg('events') ?? SIZES.events;
 const PARTITIONS = 4;
 const KEYS = 10_000;
 const MANY_KEYS = 1_000_000;
@@ -216,7 +223,7 @@ async function embedded(): Promise<void> {
 
 /** Projection reads (`ProjectionManager.get`) while its runner ingests, as a ratio to the same reads idle. */
 async function projection(): Promise<void> {
-  const options = { accounts: 20_000, partitions: PARTITIONS, phaseMs: quick ? 2_000 : 5_000, concurrency: 8, windowRecords: WINDOW_RECORDS };
+  const options = { accounts: SIZES.accounts, partitions: PARTITIONS, phaseMs: SIZES.phaseMs, concurrency: 8, windowRecords: WINDOW_RECORDS };
   console.log(`Projection (balances over ${options.accounts.toLocaleString('en')} accounts, LevelDB store): ${options.concurrency} queries in flight, ${options.phaseMs} ms per phase`);
   const rounds: ProjectionFigures[] = [];
   for (let round = 0; round < ROUNDS; round++) rounds.push(await projectionRound(options));
@@ -243,7 +250,7 @@ async function projection(): Promise<void> {
  * p99 delay while the micro-batched topology runs, as a ratio to the same engine idle (higher is worse).
  */
 async function inference(): Promise<void> {
-  const options = { rows: quick ? 30_000 : 100_000, partitions: PARTITIONS, keys: KEYS, idleMs: quick ? 1_000 : 3_000 };
+  const options = { rows: SIZES.rows, partitions: PARTITIONS, keys: KEYS, idleMs: SIZES.idleMs };
   console.log(`Inference (${MODEL}, ${WORKERS} worker thread(s)): ${options.rows.toLocaleString('en')} feature vectors per run, maxBatch ${MICRO_BATCH} vs 1`);
   const rounds: InferenceFigures[] = [];
   for (let round = 0; round < ROUNDS; round++) rounds.push(await inferenceRound(options));
@@ -282,7 +289,7 @@ async function kafka(): Promise<void> {
     }
   }
   try {
-    const options = { brokers: brokers.split(','), events: quick ? 50_000 : 150_000, partitions: PARTITIONS, keys: KEYS };
+    const options = { brokers: brokers.split(','), events: SIZES.kafkaEvents, partitions: PARTITIONS, keys: KEYS };
     console.log(`Kafka at ${brokers}: ${options.events.toLocaleString('en')} events per scenario`);
     const rounds: KafkaFigures[] = [];
     for (let round = 0; round < ROUNDS; round++) rounds.push(await kafkaRound(options, round));
