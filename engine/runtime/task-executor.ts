@@ -99,7 +99,9 @@ export class TaskExecutor {
   readonly #env: TaskEnvironment;
   readonly #journal = new RecordJournal();
   readonly #stores = new Map<string, StoreHandle>();
-  readonly #sources = new Map<string, { spec: SourceNodeSpec; node: NodeInstance }>();
+  readonly #sources = new Map<string, { spec: SourceNodeSpec; node: NodeInstance; keyContext: SerdeContext; valueContext: SerdeContext }>();
+  /** Serde contexts of each sink topic, made once: they are the same for every record. */
+  readonly #sinkContexts = new Map<string, { key: SerdeContext; value: SerdeContext }>();
   readonly #nodes: NodeInstance[] = [];
   readonly #commitHooks: Array<() => void | Promise<void>> = [];
   readonly #punctuators: Punctuator[] = [];
@@ -146,7 +148,9 @@ export class TaskExecutor {
     for (const instance of this.#nodes) {
       for (const child of topology.children.get(instance.name) ?? []) instance.addChild(instances.get(child)!);
       if (instance.spec.kind === 'source') {
-        for (const topic of instance.spec.topics) this.#sources.set(topic, { spec: instance.spec, node: instance });
+        for (const topic of instance.spec.topics) {
+          this.#sources.set(topic, { spec: instance.spec, node: instance, keyContext: { topic, isKey: true }, valueContext: { topic, isKey: false } });
+        }
       }
     }
   }
@@ -246,8 +250,7 @@ export class TaskExecutor {
     this.#current = input;
     this.#currentNode = source.spec.name;
     const outputsBefore = this.#outputs.length;
-    const keyContext: SerdeContext = { topic: input.topic, isKey: true };
-    const valueContext: SerdeContext = { topic: input.topic, isKey: false };
+    const { keyContext, valueContext } = source;
     const preparing = (input.key === null ? undefined : source.spec.keySerde.prepare?.(input.key, keyContext))
       ?? (input.value === null ? undefined : source.spec.valueSerde.prepare?.(input.value, valueContext));
     if (preparing !== undefined) {
@@ -549,8 +552,10 @@ export class TaskExecutor {
 
   /** @internal A sink's output: the key picks the partition as Kafka's producer would. */
   emit(sink: SinkNodeSpec, record: StreamRecord<unknown, unknown>): void {
-    const keyBytes = record.key === null || record.key === undefined ? null : sink.keySerde.serialize(record.key, { topic: sink.topic, isKey: true });
-    const valueBytes = record.value === null || record.value === undefined ? null : sink.valueSerde.serialize(record.value, { topic: sink.topic, isKey: false });
+    let contexts = this.#sinkContexts.get(sink.topic);
+    if (contexts === undefined) this.#sinkContexts.set(sink.topic, (contexts = { key: { topic: sink.topic, isKey: true }, value: { topic: sink.topic, isKey: false } }));
+    const keyBytes = record.key === null || record.key === undefined ? null : sink.keySerde.serialize(record.key, contexts.key);
+    const valueBytes = record.value === null || record.value === undefined ? null : sink.valueSerde.serialize(record.value, contexts.value);
     const partitions = this.#env.partitionsOf(sink.topic);
     // Without a key, stay deterministic (a replay must place records where the first run did): follow the input.
     const partition = keyBytes === null ? this.partition % partitions : this.#partitioner.partition(sink.topic, partitions, keyBytes);
