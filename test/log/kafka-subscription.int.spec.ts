@@ -317,6 +317,28 @@ describeWithKafka('KafkaLog subscriptions', (brokers) => {
     await member.close();
   });
 
+  it('steps over the commit marker that ends a partition: a reader resuming at it reaches the end offset', async () => {
+    const { group, topics, tasks } = await setup(1);
+    const [topic] = topics;
+    const tx = await log.beginTransaction({ transactionalId: unique('tx') });
+    tx.append([{ topic, partition: 0, value: buf('only') }]);
+    tx.commitOffsets(group, [{ topic, partition: 0, offset: offset(1) }]);
+    await tx.commit();
+    const [{ end }] = await log.partitionOffsets(topic);
+    // The record and its commit marker; the group resumes at the marker, where a fetch finds no record.
+    expect(end).toBe(2);
+    const member = await join(group, topics, tasks);
+    let at = offset(1);
+    const deadline = Date.now() + 20_000;
+    while (at < end && Date.now() < deadline) {
+      const batch = await member.subscription.read(topic, 0, at, { maxWaitMs: 500 });
+      expect(batch.records).toEqual([]);
+      at = batch.nextOffset;
+    }
+    expect(at).toBe(end);
+    await member.subscription.close();
+  });
+
   it('reads only committed records: aborted transactions never show, open ones show once committed', async () => {
     const { group, topics, tasks } = await setup(1);
     const [topic] = topics;

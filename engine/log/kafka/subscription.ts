@@ -206,7 +206,14 @@ export class KafkaSubscription implements Subscription {
           // Records the buffer no longer holds (the task went back): read them from the log.
           return this.#options.read(topic, partition, at as Offset, { maxRecords, maxBytes });
         }
-        if (taken.batch.records.length > 0 || expired) return taken.batch;
+        if (taken.batch.records.length > 0) return taken.batch;
+        if (expired) {
+          // kafkajs steps over a batch holding only a transaction marker without showing it, so a marker at the end
+          // of a partition would hold the position one short of the end until another record comes: a caught-up
+          // read below the last stable offset asks the log, whose reads step over markers.
+          if (taken.batch.nextOffset < buffer.highWatermark) return this.#options.read(topic, partition, taken.batch.nextOffset, { maxRecords, maxBytes });
+          return taken.batch;
+        }
         at = taken.batch.nextOffset;
       } else if (expired) {
         // Not handed out yet (its onAssignment runs), or on its way out: nothing to read for now.
