@@ -8,7 +8,8 @@
  *   npm run bench -- --smoke      # 1 round of a few thousand events: only checks that every scenario runs (the tests)
  *   npm run bench -- --no-kafka   # without the Apache Kafka group (by default on MILLRACE_KAFKA_BROKERS, or a broker
  *                                 # test/infra/kafka starts for the run and stops after it)
- *   npm run bench -- --only=inference   # one group of scenarios: embedded, projection, inference or kafka
+ *   npm run bench -- --only=inference   # one group of scenarios: embedded, projection, inference, pipeline or kafka
+ *   npm run bench -- --scratch-broker   # MILLRACE_KAFKA_BROKERS may be wiped: also run the pipeline on it (see kafka())
  *
  * The last line of each scenario is machine-readable: `BENCH name=… value=… baseline=… ratio=…`.
  */
@@ -24,6 +25,7 @@ import { StreamsBuilder } from '../engine/topology/builder.js';
 import type { Topology } from '../engine/topology/topology.js';
 import { inferenceRound, MICRO_BATCH, MODEL, WORKERS, type InferenceFigures } from './inference.js';
 import { kafkaClientsRound } from './kafka-clients.js';
+import { driftRound, workersRound, type Figures } from './pipeline.js';
 import { kafkaRound, type KafkaFigures } from './kafka.js';
 import { projectionRound, type ProjectionFigures } from './projection.js';
 import { HandLoop } from './hand-loop.js';
@@ -40,9 +42,9 @@ const numberArg = (name: string): number | undefined => {
 const MODE = process.argv.includes('--smoke') ? 'smoke' : process.argv.includes('--quick') ? 'quick' : 'full';
 /** How big each group runs, by mode. `smoke` measures nothing worth reading: it proves every scenario still runs. */
 const SIZES = {
-  full: { rounds: 3, events: 300_000, accounts: 20_000, phaseMs: 5_000, rows: 100_000, idleMs: 3_000, kafkaEvents: 150_000 },
-  quick: { rounds: 3, events: 100_000, accounts: 20_000, phaseMs: 2_000, rows: 30_000, idleMs: 1_000, kafkaEvents: 50_000 },
-  smoke: { rounds: 1, events: 3_000, accounts: 2_000, phaseMs: 300, rows: 2_000, idleMs: 200, kafkaEvents: 2_000 },
+  full: { rounds: 3, events: 300_000, accounts: 20_000, phaseMs: 5_000, rows: 100_000, idleMs: 3_000, kafkaEvents: 150_000, driftEvents: 100_000, workersEvents: 60_000 },
+  quick: { rounds: 3, events: 100_000, accounts: 20_000, phaseMs: 2_000, rows: 30_000, idleMs: 1_000, kafkaEvents: 50_000, driftEvents: 30_000, workersEvents: 15_000 },
+  smoke: { rounds: 1, events: 3_000, accounts: 2_000, phaseMs: 300, rows: 2_000, idleMs: 200, kafkaEvents: 2_000, driftEvents: 2_000, workersEvents: 2_000 },
 }[MODE];
 const ROUNDS = numberArg('rounds') ?? SIZES.rounds;
 const EVENTS = numberArg('events') ?? SIZES.events;
@@ -52,7 +54,7 @@ const MANY_KEYS = 1_000_000;
 const APPEND_BATCH = 1_000;
 /** Records in flight (appended, not committed) while a streaming scenario runs: see `measure.ts`. */
 const WINDOW_RECORDS = 20_000;
-const GROUPS = ['embedded', 'projection', 'inference', 'kafka'] as const;
+const GROUPS = ['embedded', 'projection', 'inference', 'pipeline', 'kafka'] as const;
 const only = process.argv.find((arg) => arg.startsWith('--only='))?.slice('--only='.length);
 if (only !== undefined && !(GROUPS as readonly string[]).includes(only)) throw new Error(`--only=${only}: expected one of ${GROUPS.join(', ')}`);
 const runs = (group: (typeof GROUPS)[number]): boolean => only === undefined || only === group;
@@ -189,6 +191,7 @@ async function main(): Promise<void> {
   if (runs('embedded')) await embedded();
   if (runs('projection')) await projection();
   if (runs('inference')) await inference();
+  if (runs('pipeline')) await pipeline();
   if (runs('kafka')) await kafka();
 }
 
@@ -268,6 +271,26 @@ async function inference(): Promise<void> {
   reportAgainst('inference-event-loop-p99', rounds.map((r) => r.batchedP99Ms), rounds.map((r) => r.idleP99Ms), 'the engine idle (runner started, model loaded, no input)', MS);
 }
 
+/** The ML pipeline on the embedded log (`millrace up` on a backlog), with its drift stage and without it. */
+async function pipeline(): Promise<void> {
+  const events = SIZES.driftEvents;
+  console.log(`Pipeline (millrace up, every stage but training, fixture model): ${events.toLocaleString('en')} transactions and their labels per run`);
+  const rounds: Array<{ on: Figures; off: Figures }> = [];
+  for (let round = 0; round < ROUNDS; round++) rounds.push(await driftRound({ events, round, log: quietLog }));
+  const cpuOn = median(rounds.map((r) => r.on.cpuUsPerEvent));
+  const cpuOff = median(rounds.map((r) => r.off.cpuUsPerEvent));
+  console.log(`  drift's cost: ${((1 - median(rounds.map((r) => r.on.eventsPerS / r.off.eventsPerS))) * 100).toFixed(1)} % of events/s, ${((cpuOn / cpuOff - 1) * 100).toFixed(1)} % more CPU per event`);
+  reportAgainst('pipeline.drift-on-vs-off', rounds.map((r) => r.on.eventsPerS), rounds.map((r) => r.off.eventsPerS), 'the same pipeline without its drift stage', EVENTS_PER_S, {
+    cpuUsPerEvent: cpuOn.toFixed(2),
+    baselineCpuUsPerEvent: cpuOff.toFixed(2),
+  });
+}
+
+/** Per-run detail of the pipeline scenarios, kept out of the report unless asked for (`--verbose`). */
+const quietLog = (line: string): void => {
+  if (process.argv.includes('--verbose')) console.log(`  ${line}`);
+};
+
 /** The Kafka scenarios: each engine figure as a ratio to a raw kafkajs consume→produce loop on the same broker. */
 async function kafka(): Promise<void> {
   if (process.argv.includes('--no-kafka')) {
@@ -279,6 +302,9 @@ async function kafka(): Promise<void> {
   // A broker of its own, on a port the test suite does not use, started here and stopped at the end.
   const env = { ...process.env, MILLRACE_KAFKA_PORT: process.env['MILLRACE_BENCH_KAFKA_PORT'] ?? '19392', MILLRACE_KAFKA_STARTED_BY: 'benchmarks' };
   let started = false;
+  // The pipeline's topics and group ids are fixed: its runs delete them (and `_schemas`) before and after, so they
+  // run only on a broker this run started, or one the caller says may be wiped.
+  const scratch = brokers === undefined || process.argv.includes('--scratch-broker');
   if (brokers === undefined) {
     try {
       brokers = execFileSync(script, ['start'], { encoding: 'utf8', env, stdio: ['ignore', 'pipe', 'inherit'] }).trim().split('\n').pop()!;
@@ -300,6 +326,18 @@ async function kafka(): Promise<void> {
     const clients = [];
     for (let round = 0; round < ROUNDS; round++) clients.push(await kafkaClientsRound(options, round));
     reportMeasured('kafka.client-platformatic', clients.map((r) => r.platformatic), clients.map((r) => r.kafkajs), 'the same topology on KafkaLog (kafkajs)');
+    if (!scratch) {
+      console.log('pipeline.workers: skipped (it deletes the pipeline topics, consumer groups and _schemas of the broker: pass --scratch-broker if MILLRACE_KAFKA_BROKERS may be wiped)');
+      return;
+    }
+    const events = SIZES.workersEvents;
+    console.log(`Pipeline on Kafka: ${events.toLocaleString('en')} transactions and their labels per run, one millrace up process vs two in the same groups`);
+    const workers: Array<{ one: Figures; two: Figures }> = [];
+    for (let round = 0; round < ROUNDS; round++) workers.push(await workersRound({ brokers: options.brokers, events, round, log: quietLog }));
+    reportAgainst('pipeline.workers-2-vs-1', workers.map((r) => r.two.eventsPerS), workers.map((r) => r.one.eventsPerS), 'one worker (one millrace up process)', EVENTS_PER_S, {
+      cpuUsPerEvent: median(workers.map((r) => r.two.cpuUsPerEvent)).toFixed(2),
+      baselineCpuUsPerEvent: median(workers.map((r) => r.one.cpuUsPerEvent)).toFixed(2),
+    });
   } finally {
     if (started) execFileSync(script, ['stop'], { env, stdio: 'inherit' });
   }

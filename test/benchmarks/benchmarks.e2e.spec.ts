@@ -49,7 +49,7 @@ function expectWellFormed(lines: readonly BenchLine[], names: readonly string[])
 }
 
 describe('benchmarks', () => {
-  it('prints every embedded, projection and inference scenario', { timeout: 300_000 }, async () => {
+  it('prints every embedded, projection, inference and pipeline scenario', { timeout: 300_000 }, async () => {
     const lines = await bench(['--no-kafka']);
     expectWellFormed(lines, [
       'embedded.stateless',
@@ -58,14 +58,16 @@ describe('benchmarks', () => {
       'projection.query-while-ingesting',
       'inference-microbatch',
       'inference-event-loop-p99',
+      'pipeline.drift-on-vs-off',
     ]);
     expect(lines.find((l) => l.name === 'embedded.stateless')!.fields['p99Ms']).toBeDefined();
   });
 });
 
 describeWithKafka('benchmarks on Kafka', (brokers) => {
-  it('prints every Kafka scenario, both clients included', { timeout: 300_000 }, async () => {
-    const lines = await bench(['--only=kafka'], { MILLRACE_KAFKA_BROKERS: brokers.join(',') });
-    expectWellFormed(lines, ['kafka.stateless', 'kafka.keyed-count', 'kafka.client-platformatic']);
+  it('prints every Kafka scenario, both clients and the pipeline on two workers included', { timeout: 300_000 }, async () => {
+    // The test broker is scratch: the pipeline scenario may delete its topics and groups.
+    const lines = await bench(['--only=kafka', '--scratch-broker'], { MILLRACE_KAFKA_BROKERS: brokers.join(',') });
+    expectWellFormed(lines, ['kafka.stateless', 'kafka.keyed-count', 'kafka.client-platformatic', 'pipeline.workers-2-vs-1']);
   });
 });
