@@ -13,7 +13,15 @@ function partitionKey(partition: number): Buffer {
   return key;
 }
 
-/** A global store as processors see it: read-only, synchronous lookups straight from the backend. */
+/** Keys whose bytes a view keeps in memory; past it the oldest go (insertion order). */
+const VIEW_CACHE_ENTRIES = 10_000;
+
+/**
+ * A global store as processors see it: read-only, synchronous lookups. The bytes of recently read keys (and the
+ * absence of missing ones) are kept in memory, so a hot table — a routing table every record looks up — is not
+ * read from LevelDB per record; `applied` updates them once the store task's changes are written. Values are
+ * decoded on every `get`, so a processor that changes what it got cannot change what the next one gets.
+ */
 export class GlobalStoreView<K, V> implements ReadOnlyKeyValueStore<K, V> {
   readonly name: string;
   readonly #backend: KeyValueBackend;
@@ -21,6 +29,8 @@ export class GlobalStoreView<K, V> implements ReadOnlyKeyValueStore<K, V> {
   readonly #valueSerde: Serde<V>;
   readonly #keyContext: SerdeContext;
   readonly #valueContext: SerdeContext;
+  /** Key bytes (latin1) → value bytes, `null` for a key the store does not hold. */
+  readonly #cache = new Map<string, Buffer | null>();
 
   constructor(spec: GlobalStoreSpec, backend: KeyValueBackend) {
     this.name = spec.name;
@@ -32,8 +42,23 @@ export class GlobalStoreView<K, V> implements ReadOnlyKeyValueStore<K, V> {
   }
 
   get(key: K): V | undefined {
-    const bytes = this.#backend.getSync(this.#keySerde.serialize(key, this.#keyContext));
-    return bytes === undefined ? undefined : this.#valueSerde.deserialize(bytes, this.#valueContext);
+    const keyBytes = this.#keySerde.serialize(key, this.#keyContext);
+    const cacheKey = keyBytes.toString('latin1');
+    let bytes = this.#cache.get(cacheKey);
+    if (bytes === undefined) {
+      bytes = this.#backend.getSync(keyBytes) ?? null;
+      if (this.#cache.size >= VIEW_CACHE_ENTRIES) this.#cache.delete(this.#cache.keys().next().value!);
+      this.#cache.set(cacheKey, bytes);
+    }
+    return bytes === null ? undefined : this.#valueSerde.deserialize(bytes, this.#valueContext);
+  }
+
+  /** Changes the store task has written to the backend: cached keys take their new bytes. */
+  applied(changes: ReadonlyArray<readonly [Buffer, Buffer | null]>): void {
+    for (const [key, value] of changes) {
+      const cacheKey = key.toString('latin1');
+      if (this.#cache.has(cacheKey)) this.#cache.set(cacheKey, value);
+    }
   }
 
   async *range(from?: K, to?: K): AsyncIterable<KeyValueEntry<K, V>> {
@@ -101,6 +126,8 @@ export interface GlobalStoreTaskOptions {
   readonly logger: Logger;
   readonly pollMaxRecords: number;
   readonly pollMaxWaitMs: number;
+  /** Told of each batch of changes once it is written (the views' caches follow it). */
+  readonly onApplied?: (changes: ReadonlyArray<readonly [Buffer, Buffer | null]>) => void;
 }
 
 /**
@@ -221,5 +248,6 @@ export class GlobalStoreTask {
     }
     this.#positions.set(partition, next);
     this.applied += changes.length;
+    if (changes.length > 0) this.#options.onApplied?.(changes);
   }
 }

@@ -95,6 +95,7 @@ export class TopologyRunner {
           { name: `~global-${spec.name}`, kind: 'key-value', keySerde: spec.keySerde, valueSerde: spec.valueSerde, changelog: false },
           0,
         );
+        const view = new GlobalStoreView(spec, backend);
         const global = new GlobalStoreTask({
           log,
           spec,
@@ -113,11 +114,12 @@ export class TopologyRunner {
           logger,
           pollMaxRecords: this.#options.config.pollMaxRecords,
           pollMaxWaitMs: this.#options.config.pollMaxWaitMs,
+          onApplied: (changes) => view.applied(changes),
         });
         await global.bootstrap();
         global.start();
         this.#globalTasks.push(global);
-        this.#globalViews.set(spec.name, new GlobalStoreView(spec, backend));
+        this.#globalViews.set(spec.name, view);
       }
       const env = {
         applicationId: topology.applicationId,

@@ -45,7 +45,7 @@ export class TopologyTestDriver {
   readonly #topics = new Map<string, StoredRecord[]>();
   readonly #backends = new Map<string, MemoryBackend>();
   /** Global stores by the topic that feeds them. */
-  readonly #globals = new Map<string, { spec: GlobalStoreSpec; backend: MemoryBackend }>();
+  readonly #globals = new Map<string, { spec: GlobalStoreSpec; backend: MemoryBackend; view: GlobalStoreView<unknown, unknown> }>();
   #wallClockMs: number;
   readonly #onCheckpoint: TopologyTestDriverOptions['onCheckpoint'];
   #processing = false;
@@ -69,11 +69,12 @@ export class TopologyTestDriver {
       globalStore: (name: string) => {
         const global = [...this.#globals.values()].find((g) => g.spec.name === name);
         if (global === undefined) throw new MillraceError('MILLRACE_STORE_UNKNOWN', `the topology has no global store ${name}`);
-        return new GlobalStoreView(global.spec, global.backend);
+        return global.view;
       },
     };
     for (const spec of topology.globalStores.values()) {
-      this.#globals.set(spec.topic, { spec, backend: new MemoryBackend(`~global-${spec.name}`, 0) });
+      const backend = new MemoryBackend(`~global-${spec.name}`, 0);
+      this.#globals.set(spec.topic, { spec, backend, view: new GlobalStoreView(spec, backend) });
     }
     for (const sub of topology.subtopologies) {
       const task = new TaskExecutor(topology, sub, 0, env);
@@ -148,7 +149,10 @@ export class TopologyTestDriver {
     if (global !== undefined) {
       // A global store takes the record at once, as the runtime's global store task would soon after.
       const change = globalChange(global.spec, stored);
-      if (typeof change !== 'string') global.backend.apply(global.backend.writesFor([change]));
+      if (typeof change !== 'string') {
+        global.backend.apply(global.backend.writesFor([change]));
+        global.view.applied([change]);
+      }
       return;
     }
     this.#queue.push(stored);

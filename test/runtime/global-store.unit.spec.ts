@@ -93,5 +93,27 @@ describe('global stores', () => {
       // The undecodable routing record never reached the store.
       expect((await models()).get('o5')).toBeNull();
     });
+
+    it('follows a key that appears after a lookup found it missing, and one deleted after a lookup found it', async () => {
+      await log.append([route('eu', 'm-eu')]);
+      const runner = startRunner(log, enrich());
+      await runner.start();
+      const applied = async (records: Array<ReturnType<typeof route>>): Promise<void> => {
+        const results = await log.append(records);
+        for (const r of results) {
+          while (((await log.committedOffsets('enrich-global', 'routes')).get(r.partition) ?? 0) <= r.offset) await new Promise((resolve) => setTimeout(resolve, 5));
+        }
+      };
+      try {
+        await log.append([order('o1', 'new'), order('o2', 'eu')]);
+        await caughtUp(runner);
+        await applied([route('new', 'm-new'), route('eu', null)]);
+        await log.append([order('o3', 'new'), order('o4', 'eu')]);
+        await caughtUp(runner);
+      } finally {
+        await runner.stop();
+      }
+      expect(Object.fromEntries(await models())).toEqual({ o1: null, o2: 'm-eu', o3: 'm-new', o4: null });
+    });
   });
 });
