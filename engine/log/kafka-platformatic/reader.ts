@@ -16,18 +16,18 @@ import {
 import { MillraceError } from '../../errors.js';
 import type { Headers, LogRecord, Offset, ReadBatch, ReadOptions } from '../log.js';
 import { topicUnknown } from '../kafka/errors.js';
+import {
+  ABORT_MARKER_TYPE,
+  DEFAULT_MAX_BYTES,
+  DEFAULT_MAX_RECORDS,
+  FETCH_ATTEMPTS,
+  FETCH_BYTES_PER_RECORD,
+  MIN_FETCH_BYTES,
+  RETRY_BACKOFF_MS,
+} from '../kafka/reader.js';
 import { connect, type ClusterDirectory } from './cluster.js';
 import { fromClientError, hasApiError, isRetriableClientError } from './errors.js';
 
-export const DEFAULT_MAX_RECORDS = 500;
-export const DEFAULT_MAX_BYTES = 4 * 1024 * 1024;
-const MIN_FETCH_BYTES = 64 * 1024;
-const FETCH_BYTES_PER_RECORD = 1024;
-/** Attempts of one fetch when the broker answers "not the leader" or the connection drops. */
-const FETCH_ATTEMPTS = 4;
-const RETRY_BACKOFF_MS = 100;
-/** A control record's key: version (int16), then type (int16): 0 abort, 1 commit. */
-const ABORT_MARKER_TYPE = 0;
 /** The record batch format this reader decodes (Kafka ≥ 0.11). */
 const RECORD_BATCH_MAGIC = 2;
 

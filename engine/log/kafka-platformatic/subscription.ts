@@ -3,7 +3,7 @@ import { Consumer, type ClusterMetadata, type ConsumerGroupJoinPayload, type Ext
 import { MillraceError, errorMessage } from '../../errors.js';
 import type { Logger } from '../../logger.js';
 import type { Offset, ReadBatch, ReadOptions, SubscribeOptions, Subscription } from '../log.js';
-import type { RebalanceEvent } from '../kafka/subscription.js';
+import { deferred, keyOf, notOwned, withTimeout, type RebalanceEvent } from '../kafka/subscription.js';
 import { TASK_ASSIGNOR_NAME, assignTasks, decodeClaim, encodeClaim, tasksOf } from '../kafka/task-assignor.js';
 import { guardConnections } from './cluster.js';
 import { describe } from './errors.js';
@@ -300,40 +300,4 @@ export class PlatformaticSubscription implements Subscription {
 /** Backoff between retries of the client's group requests. */
 export function retryDelay(_client: unknown, _operationId: string, attempt: number): number {
   return Math.min(100 * 2 ** Math.max(0, attempt - 1), 2_000);
-}
-
-function keyOf(topic: string, partition: number): string {
-  return `${topic}\u0000${partition}`;
-}
-
-function notOwned(group: string, topic: string, partition: number): MillraceError {
-  return new MillraceError('MILLRACE_PARTITION_UNKNOWN', `this member of group ${group} does not own ${topic}/${partition}`, {
-    details: { group, topic, partition },
-  });
-}
-
-function deferred<T>(): { promise: Promise<T>; resolve(value: T): void; reject(err: unknown): void } {
-  let resolve!: (value: T) => void;
-  let reject!: (err: unknown) => void;
-  const promise = new Promise<T>((res, rej) => {
-    resolve = res;
-    reject = rej;
-  });
-  // Rejections surface where the promise is awaited (start); an unawaited one is not an error.
-  promise.catch(() => undefined);
-  return { promise, resolve, reject };
-}
-
-async function withTimeout<T>(promise: Promise<T>, timeoutMs: number, onTimeout: () => Error): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  try {
-    return await Promise.race([
-      promise,
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(onTimeout()), timeoutMs);
-      }),
-    ]);
-  } finally {
-    clearTimeout(timer);
-  }
 }

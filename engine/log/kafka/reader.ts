@@ -16,13 +16,13 @@ import {
 
 export const DEFAULT_MAX_RECORDS = 500;
 export const DEFAULT_MAX_BYTES = 4 * 1024 * 1024;
-const MIN_FETCH_BYTES = 64 * 1024;
-const FETCH_BYTES_PER_RECORD = 1024;
+export const MIN_FETCH_BYTES = 64 * 1024;
+export const FETCH_BYTES_PER_RECORD = 1024;
 /** Attempts of one fetch when the broker answers "not the leader" or the connection drops. */
-const FETCH_ATTEMPTS = 4;
-const RETRY_BACKOFF_MS = 100;
+export const FETCH_ATTEMPTS = 4;
+export const RETRY_BACKOFF_MS = 100;
 /** A control record's key: version (int16), then type (int16): 0 abort, 1 commit. */
-const ABORT_MARKER_TYPE = 0;
+export const ABORT_MARKER_TYPE = 0;
 
 export interface ReaderOptions {
   readonly directory: TopicDirectory;

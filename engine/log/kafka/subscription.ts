@@ -479,7 +479,7 @@ export class KafkaSubscription implements Subscription {
   }
 }
 
-function keyOf(topic: string, partition: number): string {
+export function keyOf(topic: string, partition: number): string {
   return `${topic}\u0000${partition}`;
 }
 
@@ -488,13 +488,13 @@ function splitKey(key: string): [string, number] {
   return [key.slice(0, at), Number(key.slice(at + 1))];
 }
 
-function notOwned(group: string, topic: string, partition: number): MillraceError {
+export function notOwned(group: string, topic: string, partition: number): MillraceError {
   return new MillraceError('MILLRACE_PARTITION_UNKNOWN', `this member of group ${group} does not own ${topic}/${partition}`, {
     details: { group, topic, partition },
   });
 }
 
-function deferred<T>(): { promise: Promise<T>; resolve(value: T): void; reject(err: unknown): void } {
+export function deferred<T>(): { promise: Promise<T>; resolve(value: T): void; reject(err: unknown): void } {
   let resolve!: (value: T) => void;
   let reject!: (err: unknown) => void;
   const promise = new Promise<T>((res, rej) => {
@@ -506,7 +506,7 @@ function deferred<T>(): { promise: Promise<T>; resolve(value: T): void; reject(e
   return { promise, resolve, reject };
 }
 
-async function withTimeout<T>(promise: Promise<T>, timeoutMs: number, onTimeout: () => Error): Promise<T> {
+export async function withTimeout<T>(promise: Promise<T>, timeoutMs: number, onTimeout: () => Error): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   try {
     return await Promise.race([
