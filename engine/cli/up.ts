@@ -9,7 +9,7 @@ import { DEFAULT_DEMO_SETTINGS, generateTraffic, type DemoGenerateSettings } fro
 
 /**
  * `up --demo`: twenty minutes of traffic, sixty hours of event time (three minutes a second). The first model
- * trains after a day of it (about eight minutes in); the traffic drifts after eleven.
+ * trains on the 10,000 labels after its first day (about nine minutes in); the traffic drifts after eleven.
  */
 const DEMO_DRIFT_AFTER_MS = 11 * 60_000;
 const DEMO_SETTINGS: DemoGenerateSettings = { ...DEFAULT_DEMO_SETTINGS, driftAt: { afterMs: DEMO_DRIFT_AFTER_MS } };

@@ -15,7 +15,7 @@ import type { ModelView } from '../../engine/ml/model-service.js';
 import { FRAUD_MODEL, Topics } from '../../topologies/pipeline/contract.js';
 import { axeScan, describeWithBrowser, launchBrowser, screenshot, watchConsoleErrors } from '../support/browser.js';
 import { EMPTY_CONFIG, freePort, startEngine, type EngineProcess } from '../support/engine-process.js';
-import { DRIFT_AT, HOUR, MINUTE, WARM_UP, pipelineTestConfig, pipelineTraffic, totalLag, until } from '../support/pipeline.js';
+import { DRIFT_AT, FIRST_MODEL_AT, HOUR, MINUTE, pipelineTestConfig, pipelineTraffic, totalLag, until } from '../support/pipeline.js';
 import { tempDir } from '../support/runtime.js';
 import { describeWithTrainer } from '../support/trainer.js';
 
@@ -110,7 +110,7 @@ describeWithBrowser('the ops console', () => {
       // Events flow: the counters on the page move without a reload.
       await visit(page, base, '/');
       const before = numberIn(await textOf(page, 'total-processed'));
-      const sending = traffic.sendUntil(WARM_UP + 30 * MINUTE);
+      const sending = traffic.sendUntil(FIRST_MODEL_AT);
       await eventually('the processed counter moves while events flow', 60_000, async () => numberIn(await textOf(page, 'total-processed')) > before);
       await record(page, 'overview-busy', checks);
       await sending;

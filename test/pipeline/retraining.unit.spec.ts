@@ -76,6 +76,33 @@ describe('the retraining and canary controller', () => {
     ]);
   });
 
+  it('trains the first model on labels after the warm-up only, counting none of those before it', () => {
+    const HOUR = 3_600_000;
+    const label = (s: ReturnType<typeof setup>, at: number) =>
+      s.feedback.pipeInput(`t${at}`, { transaction_id: `t${at}`, user: 'u', fraud: false, at: new Date(at).toISOString() }, at);
+    const requests = (s: ReturnType<typeof setup>) =>
+      s.jobsOut.readValuesToList().filter((e): e is Extract<TrainingJobEvent, { type: 'RetrainRequested' }> => e!.type === 'RetrainRequested');
+
+    // Twenty labels an hour for a day: plenty, but all inside the warm-up.
+    const s = setup({ bootstrapLabels: 10, bootstrapWarmUpMs: 24 * HOUR, bootstrapWindowMs: 6 * HOUR });
+    for (let at = T0; at < T0 + 24 * HOUR; at += HOUR / 20) label(s, at);
+    expect(requests(s)).toEqual([]);
+    // Ten labels past it ask for the first model, trained from the warm-up's end: not six hours back into it.
+    for (let i = 0; i < 10; i++) label(s, T0 + 24 * HOUR + i * 60_000);
+    expect(requests(s).map((r) => [r.job_id, r.reason, r.since])).toEqual([['fraud-1', 'first model: 10 labels after the warm-up', new Date(T0 + 24 * HOUR).toISOString()]]);
+
+    // With labels well past the warm-up, the window is what bounds the training set.
+    const late = setup({ bootstrapLabels: 10, bootstrapWarmUpMs: HOUR, bootstrapWindowMs: 2 * HOUR });
+    label(late, T0);
+    for (let i = 0; i < 10; i++) label(late, T0 + 5 * HOUR + i * 60_000);
+    expect(requests(late).map((r) => r.since)).toEqual([new Date(T0 + 5 * HOUR + 9 * 60_000 - 2 * HOUR).toISOString()]);
+
+    // Without a warm-up every label counts, and without a window the first model trains on all history.
+    const plain = setup({ bootstrapLabels: 3 });
+    for (let i = 0; i < 3; i++) label(plain, T0 + i);
+    expect(requests(plain).map((r) => [r.reason, r.since])).toEqual([['first model: 3 labels', undefined]]);
+  });
+
   it('rolls back a canary that does worse, and does not try one whose holdout AUC is worse', () => {
     const s = setup({ bootstrapLabels: 1 });
     s.feedback.pipeInput('t', { transaction_id: 't', user: 'u', fraud: false, at: new Date(s.tick()).toISOString() }, s.now());
@@ -107,6 +134,43 @@ describe('the retraining and canary controller', () => {
     const events = s.registry.readValuesToList();
     expect(events.map((e) => e!.type)).toEqual(['ModelRolledBack']);
     expect((events[0] as { reason: string }).reason).toMatch(/worse on feedback: stage 5%/);
+  });
+
+  it('judges a stage only once each arm has met minPositives frauds, however many outcomes it has', () => {
+    const inCanary = (options: object) => {
+      const s = setup({ bootstrapLabels: 1, ...options });
+      s.feedback.pipeInput('t', { transaction_id: 't', user: 'u', fraud: false, at: new Date(s.tick()).toISOString() }, s.now());
+      s.jobs.pipeInput('fraud', s.trained('fraud-1', 'v1', { auc: 0.9 }), s.tick());
+      s.drift.pipeInput('fraud', { model: 'fraud', version: 'v1', window_start: '', window_end: '', window_size: 1, statistics: [], drifted_features: ['amount'], at: '' }, s.tick());
+      s.jobs.pipeInput('fraud', s.trained('fraud-2', 'v2', { auc: 0.9, baseline_auc: 0.9 }), s.tick());
+      s.registry.readValuesToList();
+      return s;
+    };
+    // Legitimate outcomes only, the canary's scores a little worse: far past minSamples, nothing is decided…
+    const s = inCanary({ minPositives: 10 });
+    for (let i = 0; i < 100; i++) {
+      s.outcomes.pipeInput('fraud', s.outcome('v2', 'canary', 0.05 + (i % 3) * 0.01, false), s.now());
+      s.outcomes.pipeInput('fraud', s.outcome('v1', 'stable', 0.02 + (i % 3) * 0.01, false), s.now());
+    }
+    expect(s.registry.readValuesToList()).toEqual([]);
+    // …until both arms have met ten frauds, which the canary catches and the stable version misses.
+    for (let i = 0; i < 10; i++) {
+      if (i === 9) expect(s.registry.readValuesToList()).toEqual([]);
+      s.outcomes.pipeInput('fraud', s.outcome('v2', 'canary', 0.9, true), s.now());
+      s.outcomes.pipeInput('fraud', s.outcome('v1', 'stable', 0.01, true), s.now());
+    }
+    const events = s.registry.readValuesToList();
+    expect(events.map((e) => [e!.type, (e as { percent?: number }).percent])).toEqual([['CanaryStarted', 10]]);
+
+    // Without frauds a stage ends at maxSamples, rolled back: there was nothing to judge it on.
+    const starved = inCanary({ minPositives: 3, maxSamples: 60 });
+    for (let i = 0; i < 60; i++) {
+      starved.outcomes.pipeInput('fraud', starved.outcome('v2', 'canary', 0.01, false), starved.now());
+      starved.outcomes.pipeInput('fraud', starved.outcome('v1', 'stable', 0.5, false), starved.now());
+    }
+    const rolledBack = starved.registry.readValuesToList();
+    expect(rolledBack.map((e) => e!.type)).toEqual(['ModelRolledBack']);
+    expect((rolledBack[0] as { reason: string }).reason).toMatch(/^too few outcomes to judge after 60: stage 5%: .*\(n=60, 0 fraud\)/);
   });
 });
 

@@ -36,8 +36,13 @@ export const START = Date.parse('2026-03-02T00:00:00Z');
  * 86,400 transactions and as many labels.
  */
 export const WARM_UP = START + 24 * HOUR;
-/** Event time: clean until DRIFT_AT, then drifted. */
-export const DRIFT_AT = WARM_UP + 2.5 * HOUR;
+/**
+ * The clean traffic sent before the first model is awaited: two hours past the warm-up, of which the first model
+ * asks for 5,000 labels (`bootstrapLabels`), so it learns from, and takes its drift reference from, settled features.
+ */
+export const FIRST_MODEL_AT = WARM_UP + 2 * HOUR;
+/** Event time: clean until DRIFT_AT, then drifted; the first model scores an hour and a half of clean traffic first. */
+export const DRIFT_AT = FIRST_MODEL_AT + 1.5 * HOUR;
 
 export interface ScenarioOptions {
   readonly python: string;
@@ -127,11 +132,14 @@ async function readSide(client: MillraceClient, oldVersion: string, newVersion: 
 
 /** The issue's must-shows on a scenario's result; the same on every log. */
 export function expectPipelineMustShows(result: ScenarioResult): void {
-  // Drift events come once the traffic drifts, never before, and name the features the drift moves: the amount
-  // and what is computed from it, and the score; not the countries, which it leaves alone.
+  // Drift events come once the traffic drifts, never before, and in its first two hours name the features the
+  // drift moves at once: the amount and what is computed from it, and the score; not the countries. (Those move
+  // later: with fewer account takeovers, fewer users have a foreign country among the last 24 hours', and after
+  // five hours or so that shows in `distinct_countries_24h` too, while the canary still runs.)
   expect(result.drifts.length).toBeGreaterThan(0);
   for (const drift of result.drifts) expect(Date.parse(drift.window_end)).toBeGreaterThanOrEqual(result.driftAtMs);
-  const named = new Set(result.drifts.flatMap((d) => d.drifted_features));
+  const early = result.drifts.filter((d) => Date.parse(d.window_end) < result.driftAtMs + 2 * HOUR);
+  const named = new Set(early.flatMap((d) => d.drifted_features));
   expect(named).toContain('amount');
   expect(named).toContain('score');
   expect(named).not.toContain('distinct_countries_24h');
@@ -196,7 +204,7 @@ export async function until<T>(what: string, timeoutMs: number, probe: () => Pro
 export function pipelineTestConfig(options: { python: string; brokers?: string }): Record<string, unknown> {
   return {
     ...pipelineConfig({
-      retraining: { bootstrapLabels: 1_000, bootstrapWarmUpMs: 24 * HOUR, bootstrapWindowMs: 2 * HOUR, minSamples: 150, maxSamples: 6_000 },
+      retraining: { bootstrapLabels: 5_000, bootstrapWarmUpMs: 24 * HOUR, bootstrapWindowMs: 2 * HOUR, minSamples: 150, maxSamples: 6_000 },
       training: { minRows: 3_000, minPositives: 40, pollMs: 2_000, maxDataWaitMs: 5 * MINUTE },
       drift: { windowRows: 1_500, evaluateEveryRows: 250 },
     }),
@@ -247,7 +255,7 @@ export async function runPipelineScenario(options: ScenarioOptions): Promise<Sce
     const fraud = async (): Promise<ModelView | undefined> => ((await client.request<{ models: ModelView[] }>('GET', '/models')).models).find((m) => m.name === 'fraud');
 
     // 1. Clean traffic, until the first model serves.
-    await sendUntil(WARM_UP + 30 * MINUTE);
+    await sendUntil(FIRST_MODEL_AT);
     const first = await until('the first model to be promoted', 8 * MINUTE, async () => (await fraud())?.stable ?? undefined, engine);
     say(`first model: ${first}`);
 

@@ -36,11 +36,11 @@ export const PIPELINE_STAGES = ['ingest', 'features', 'scoring', 'outcomes', 'dr
 export type PipelineStage = (typeof PIPELINE_STAGES)[number];
 
 /**
- * What the pipeline runs with unless told otherwise. The first model waits for a day of labels — the 24-hour
- * features settle only then — and trains on the last six hours of it.
+ * What the pipeline runs with unless told otherwise. The first model waits out a day of labels — the 24-hour
+ * features settle only then — and trains on the 10,000 labels after it (at most six hours of them).
  */
 export const PIPELINE_DEFAULTS: Readonly<Partial<Record<PipelineStage, Readonly<Record<string, unknown>>>>> = {
-  retraining: { bootstrapLabels: 2_000, bootstrapWarmUpMs: 24 * 3_600_000, bootstrapWindowMs: 6 * 3_600_000 },
+  retraining: { bootstrapLabels: 10_000, bootstrapWarmUpMs: 24 * 3_600_000, bootstrapWindowMs: 6 * 3_600_000 },
 };
 
 export function pipelineTopologies(options: Partial<Record<PipelineStage, Record<string, unknown>>> = {}): Array<{ module: string; options: Record<string, unknown> }> {

@@ -20,20 +20,30 @@ import {
 import { applyRegistryEvent, emptyRegistry, type RegistryState } from './registry.js';
 
 export interface ControllerOptions {
-  /** Labels to wait for before training the first model. */
+  /** Labels after the warm-up to wait for before training the first model. */
   readonly bootstrapLabels: number;
-  /**
-   * The first model trains on this much event time before its request (0: all history). Features over 24 hours
-   * settle only a day into a stream: a model trained on the first hours learns what later traffic never shows.
-   */
+  /** The first model trains on at most this much event time before its request (0: all of it after the warm-up). */
   readonly bootstrapWindowMs: number;
-  /** …and waits until the labels span this much event time (0: no wait): a day, for features over 24 hours. */
+  /**
+   * Event time, from the first label, that the first model neither counts labels in nor trains on (0: none): a day,
+   * for features over 24 hours. They settle only a day into a stream, so a model trained on the first hours learns
+   * what later traffic never shows, and its drift reference, taken from those hours, calls settled traffic drift.
+   */
   readonly bootstrapWarmUpMs: number;
   /** Outcomes per arm (canary, stable) before a stage is judged. */
   readonly minSamples: number;
+  /**
+   * Frauds per arm before a stage is judged (0: none needed). Fraud is rare, and an arm's log loss is mostly how its
+   * model scores legitimate traffic until it has met a few: one or two missed frauds in a hundred outcomes then
+   * decide the stage. Off by default: an arm of 5 % of traffic takes hours of event time to meet five.
+   */
+  readonly minPositives: number;
   /** Canary outcomes after which an undecided stage is rolled back. */
   readonly maxSamples: number;
-  /** Significance level of the stage test. */
+  /**
+   * Significance level of the stage test. A stage is tested again on every outcome once it can be judged, and so
+   * many looks make a wrong decision likelier than one test at this level would: it is kept strict.
+   */
   readonly alpha: number;
   /** A retrained model whose holdout AUC is below the serving model's on the same holdout by more than this is not tried. */
   readonly aucTolerance: number;
@@ -44,8 +54,9 @@ export const DEFAULT_CONTROLLER_OPTIONS: ControllerOptions = {
   bootstrapWindowMs: 0,
   bootstrapWarmUpMs: 0,
   minSamples: 150,
+  minPositives: 0,
   maxSamples: 5_000,
-  alpha: 0.05,
+  alpha: 0.01,
   aucTolerance: 0.01,
 };
 
@@ -54,6 +65,8 @@ export interface ControllerState {
   readonly labels: number;
   /** Event time of the first label (absent in states written before it was kept). */
   readonly firstLabelAt?: number;
+  /** Labels from the end of the warm-up on (absent in states written before they were counted: none yet). */
+  readonly warmLabels?: number;
   readonly jobs: number;
   readonly activeJob: string | null;
   readonly registry: RegistryState;
@@ -66,8 +79,12 @@ export interface ControllerState {
     readonly startedAt: number;
     readonly canary: Summary;
     readonly stable: Summary;
+    /** Frauds among each arm's outcomes (absent in states written before they were counted: none yet). */
+    readonly positives?: { readonly canary: number; readonly stable: number };
   } | null;
 }
+
+const NO_POSITIVES = Object.freeze({ canary: 0, stable: 0 });
 
 function initialState(model: string): ControllerState {
   return { labels: 0, jobs: 0, activeJob: null, registry: emptyRegistry(model), retrainedFor: null, stage: null };
@@ -79,7 +96,7 @@ type Input = DriftDetected | TrainingJobEvent | Outcome | Feedback | ModelRegist
  * The loop's decisions, as a processor over the model's event streams (drift verdicts, training jobs, outcomes,
  * labels). It asks for training (the first model once enough labels exist; a new one when the serving model
  * drifts), registers what training produced, and walks a new version through canary stages of 5, 10, 25 and 50 %
- * of traffic: at each stage, once both arms have `minSamples` outcomes, a one-sided Welch t-test on log loss
+ * of traffic: at each stage, once both arms have `minSamples` outcomes and `minPositives` frauds, a one-sided Welch t-test on log loss
  * decides — better (p < alpha) moves to the next stage, or to promotion after 50 %; worse (p < alpha) rolls back;
  * undecided after `maxSamples` rolls back too. Every decision is an event on `training-jobs` or `model-registry`.
  *
@@ -131,11 +148,16 @@ export class RetrainingController implements Processor<string, Input, string, Tr
     } else if (topic === Topics.outcomes) {
       this.#judge(record.value as Outcome, emitRegistry, (stage) => (state = { ...state, stage }), () => state, at);
     } else {
-      state = { ...state, labels: state.labels + 1, firstLabelAt: Math.min(state.firstLabelAt ?? record.timestamp, record.timestamp) };
-      const warm = record.timestamp - state.firstLabelAt! >= this.#options.bootstrapWarmUpMs;
-      if (state.registry.stable === null && state.activeJob === null && state.labels >= this.#options.bootstrapLabels && warm) {
-        const window = this.#options.bootstrapWindowMs;
-        requestTraining(`first model: ${state.labels} labels`, window > 0 ? new Date(record.timestamp - window).toISOString() : undefined);
+      const { bootstrapLabels, bootstrapWarmUpMs, bootstrapWindowMs } = this.#options;
+      const firstLabelAt = Math.min(state.firstLabelAt ?? record.timestamp, record.timestamp);
+      const warmFrom = firstLabelAt + bootstrapWarmUpMs;
+      const warmLabels = (state.warmLabels ?? (bootstrapWarmUpMs === 0 ? state.labels : 0)) + (record.timestamp >= warmFrom ? 1 : 0);
+      state = { ...state, labels: state.labels + 1, firstLabelAt, warmLabels };
+      if (state.registry.stable === null && state.activeJob === null && warmLabels >= bootstrapLabels) {
+        // The training set starts at the end of the warm-up, or later when a window is set.
+        const from = Math.max(bootstrapWarmUpMs > 0 ? warmFrom : Number.NEGATIVE_INFINITY, bootstrapWindowMs > 0 ? record.timestamp - bootstrapWindowMs : Number.NEGATIVE_INFINITY);
+        const counted = bootstrapWarmUpMs > 0 ? `${warmLabels} labels after the warm-up` : `${warmLabels} labels`;
+        requestTraining(`first model: ${counted}`, Number.isFinite(from) ? new Date(from).toISOString() : undefined);
       }
     }
     store.put(model, state);
@@ -170,7 +192,7 @@ export class RetrainingController implements Processor<string, Input, string, Tr
     }
     const percent = CANARY_STAGES[0];
     emit({ type: 'CanaryStarted', model: job.model, version: job.version, percent, at: job.at });
-    setStage({ version: job.version, percent, startedAt: timestamp, canary: EMPTY_SUMMARY, stable: EMPTY_SUMMARY });
+    setStage({ version: job.version, percent, startedAt: timestamp, canary: EMPTY_SUMMARY, stable: EMPTY_SUMMARY, positives: NO_POSITIVES });
   }
 
   #judge(
@@ -184,17 +206,30 @@ export class RetrainingController implements Processor<string, Input, string, Tr
     if (stage === null || Date.parse(outcome.at) < stage.startedAt) return;
     const loss = logLoss(outcome.probability, outcome.fraud);
     let { canary, stable } = stage;
-    if (outcome.version === stage.version && outcome.route === 'canary') canary = addSample(canary, loss);
-    else if (outcome.version === registry.stable && outcome.route === 'stable') stable = addSample(stable, loss);
-    else return;
-    const { minSamples, maxSamples, alpha } = this.#options;
-    if (canary.n < minSamples || stable.n < minSamples) {
-      setStage({ ...stage, canary, stable });
+    let positives = stage.positives ?? NO_POSITIVES;
+    const fraud = outcome.fraud ? 1 : 0;
+    if (outcome.version === stage.version && outcome.route === 'canary') {
+      canary = addSample(canary, loss);
+      positives = { ...positives, canary: positives.canary + fraud };
+    } else if (outcome.version === registry.stable && outcome.route === 'stable') {
+      stable = addSample(stable, loss);
+      positives = { ...positives, stable: positives.stable + fraud };
+    } else {
+      return;
+    }
+    const { minSamples, minPositives, maxSamples, alpha } = this.#options;
+    const evidence = `stage ${stage.percent}%: log loss canary ${canary.mean.toFixed(4)} (n=${canary.n}, ${positives.canary} fraud) vs stable ${stable.mean.toFixed(4)} (n=${stable.n}, ${positives.stable} fraud)`;
+    if (canary.n < minSamples || stable.n < minSamples || positives.canary < minPositives || positives.stable < minPositives) {
+      if (canary.n >= maxSamples) {
+        emit({ type: 'ModelRolledBack', model: outcome.model, version: stage.version, reason: `too few outcomes to judge after ${canary.n}: ${evidence}`, at });
+        setStage(null);
+      } else {
+        setStage({ ...stage, canary, stable, positives });
+      }
       return;
     }
     const better = welchLower(canary, stable).pValue;
     const worse = welchLower(stable, canary).pValue;
-    const evidence = `stage ${stage.percent}%: log loss canary ${canary.mean.toFixed(4)} (n=${canary.n}) vs stable ${stable.mean.toFixed(4)} (n=${stable.n})`;
     if (better < alpha) {
       const next = CANARY_STAGES[CANARY_STAGES.indexOf(stage.percent as (typeof CANARY_STAGES)[number]) + 1];
       if (next === undefined || next === 100) {
@@ -202,14 +237,14 @@ export class RetrainingController implements Processor<string, Input, string, Tr
         setStage(null);
       } else {
         emit({ type: 'CanaryStarted', model: outcome.model, version: stage.version, percent: next, at });
-        setStage({ version: stage.version, percent: next, startedAt: Date.parse(outcome.at), canary: EMPTY_SUMMARY, stable: EMPTY_SUMMARY });
+        setStage({ version: stage.version, percent: next, startedAt: Date.parse(outcome.at), canary: EMPTY_SUMMARY, stable: EMPTY_SUMMARY, positives: NO_POSITIVES });
       }
     } else if (worse < alpha || canary.n >= maxSamples) {
       const reason = worse < alpha ? `worse on feedback: ${evidence}, p = ${worse.toExponential(2)}` : `no significant difference after ${canary.n} outcomes: ${evidence}`;
       emit({ type: 'ModelRolledBack', model: outcome.model, version: stage.version, reason, at });
       setStage(null);
     } else {
-      setStage({ ...stage, canary, stable });
+      setStage({ ...stage, canary, stable, positives });
     }
   }
 }
@@ -228,7 +263,9 @@ function withStage(state: ControllerState, registry: RegistryState): ControllerS
   if (stage === null) return { ...state, registry };
   // The fold says what became of the canary: no longer the version in stage means the stage is over.
   if (registry.canary?.version !== stage.version) return { ...state, registry, stage: null };
-  if (registry.stable !== state.registry.stable) return { ...state, registry, stage: { ...stage, stable: EMPTY_SUMMARY } };
+  if (registry.stable !== state.registry.stable) {
+    return { ...state, registry, stage: { ...stage, stable: EMPTY_SUMMARY, positives: { canary: stage.positives?.canary ?? 0, stable: 0 } } };
+  }
   return { ...state, registry };
 }
 
@@ -243,6 +280,7 @@ export function retrainingTopology(options: Partial<ControllerOptions> & { appli
     bootstrapWindowMs: options.bootstrapWindowMs ?? DEFAULT_CONTROLLER_OPTIONS.bootstrapWindowMs,
     bootstrapWarmUpMs: options.bootstrapWarmUpMs ?? DEFAULT_CONTROLLER_OPTIONS.bootstrapWarmUpMs,
     minSamples: options.minSamples ?? DEFAULT_CONTROLLER_OPTIONS.minSamples,
+    minPositives: options.minPositives ?? DEFAULT_CONTROLLER_OPTIONS.minPositives,
     maxSamples: options.maxSamples ?? DEFAULT_CONTROLLER_OPTIONS.maxSamples,
     alpha: options.alpha ?? DEFAULT_CONTROLLER_OPTIONS.alpha,
     aucTolerance: options.aucTolerance ?? DEFAULT_CONTROLLER_OPTIONS.aucTolerance,
@@ -292,6 +330,7 @@ export default function retraining({ options, registry }: TopologyContext): Topo
     ...numeric('bootstrapWindowMs'),
     ...numeric('bootstrapWarmUpMs'),
     ...numeric('minSamples'),
+    ...numeric('minPositives'),
     ...numeric('maxSamples'),
     ...numeric('alpha'),
     ...numeric('aucTolerance'),

@@ -13,8 +13,8 @@ events.
 
 Event time runs --time-scale times faster than the clock and ends at about the moment the run ends, so a 20-minute
 run covers the sixty hours before it, and labels due minutes later arrive within seconds. The pipeline trains its
-first model once a day of event time has passed (its features reach back 24 hours): about eight minutes in, at the
-default scale.
+first model on the 10,000 labels after the first day of event time (its features reach back 24 hours): about nine
+minutes in, at the default rate and scale.
 
 Options:
   --rate N/s         transactions per second (default 200/s; labels come on top)
