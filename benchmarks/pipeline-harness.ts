@@ -9,16 +9,18 @@
  *
  * Labels can be appended with the transactions only because a run spans a few minutes of event time. `outcomes`
  * joins predictions to labels in event time with 10 minutes of grace, and a record more than the grace behind the
- * task's watermark is late (joins.ts: judged on its own time, not on its window's end). A task reads its inputs in
- * timestamp order only among the records it has buffered, with no idle wait for an empty input, so it reads the
- * backlog of labels before the first prediction exists, and its stream time runs to the last label's: every
- * prediction more than 10 minutes older than that is late. With the generator's labels, 2 to 10 minutes after their
- * transaction, 5,000 transactions at 1,000 a second of event time gave 1,133 outcomes and 3,867 late records; at the
- * end-to-end test's one a second, even labels fed only once scoring had passed them gave 724 of 5,000 (the partitions
- * of a stage drift apart by more than the grace over a backlog). So event time runs at `TRAFFIC.ratePerSecond`, a
- * run's transactions span at most `MAX_SPAN_MS` (110,000 transactions), and labels come 1 to 5 minutes after their
- * transaction (`LABEL_DELAY_MS`): the latest label is under 7 minutes past the first transaction, and nothing is
- * late whatever order the stages run in.
+ * task's watermark is late (joins.ts: judged on its own time, not on its window's end). By default the outcomes task
+ * waits for predictions while it has labels in hand (`maxTaskIdleMs`, 30 s), but at the end of a finite input that
+ * wait is spent on predictions that never come, and would be measured: here it is 0, and the task reads its inputs
+ * in timestamp order only among the records it has buffered, so it may read the backlog of labels before the first
+ * prediction exists, and run its stream time to the last label's: every prediction more than 10 minutes older than
+ * that is late. Without the wait, with the generator's labels 2 to 10 minutes after their transaction, 5,000
+ * transactions at 1,000 a second of event time gave 1,133 outcomes and 3,867 late records; at the end-to-end test's
+ * one a second, even labels fed only once scoring had passed them gave 724 of 5,000 (the partitions of a stage drift
+ * apart by more than the grace over a backlog). So event time runs at `TRAFFIC.ratePerSecond`, a run's transactions
+ * span at most `MAX_SPAN_MS` (110,000 transactions), and labels come 1 to 5 minutes after their transaction
+ * (`LABEL_DELAY_MS`): the latest label is under 7 minutes past the first transaction, and nothing is late whatever
+ * order the stages run in.
  *
  * Completion: every application's tasks, over all processes, cover every partition of their inputs, and each
  * input's committed offset has reached that partition's end offset as read after the status (so nothing is left
@@ -212,7 +214,7 @@ export async function installModel(dir: string): Promise<InstalledModel> {
  * `drift: false` leaves the drift stage out and changes nothing else.
  */
 export function pipelineBenchConfig(options: { drift: boolean; kafka: boolean }): Record<string, unknown> {
-  const topologies = pipelineTopologies({ retraining: { bootstrapLabels: NEVER } }).filter((t) => options.drift || t.module !== 'pipeline/drift');
+  const topologies = pipelineTopologies({ retraining: { bootstrapLabels: NEVER }, outcomes: { maxTaskIdleMs: 0 } }).filter((t) => options.drift || t.module !== 'pipeline/drift');
   return {
     topics: pipelineTopics(),
     topologies,

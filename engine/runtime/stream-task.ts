@@ -50,6 +50,8 @@ interface InputBuffer {
   /** `fetchAt` of the batch in `records`, kept to skip gaps when the batch is used up. */
   batchNext: number;
   purgedBefore: number;
+  /** When the task first found this input without records while another had some (`maxTaskIdleMs`). */
+  drySince: number | undefined;
 }
 
 const CHECKPOINT_MARKER_KEY = Buffer.from('checkpoint');
@@ -91,6 +93,8 @@ export class StreamTask {
   readonly #logger: Logger;
   readonly #env: TaskEnvironment;
   readonly #inputs: InputBuffer[];
+  /** `maxTaskIdleMs` of the topology when the task has several inputs; else 0. */
+  readonly #maxIdleMs: number;
   readonly #transactionalId: string;
   #state: TaskStatus['state'] = 'created';
   #error: string | null = null;
@@ -148,7 +152,9 @@ export class StreamTask {
       highWatermark: 0,
       batchNext: 0,
       purgedBefore: 0,
+      drySince: undefined,
     }));
+    this.#maxIdleMs = this.#inputs.length > 1 ? options.topology.maxTaskIdleMs : 0;
     if (!this.#log.capabilities.atomicLocalState && this.#localState === undefined) {
       throw new TypeError('a log that cannot commit local state in its transactions needs a LocalState for the task');
     }
@@ -208,9 +214,10 @@ export class StreamTask {
     let untilClockCheck = 64;
     while (!this.#stopRequested) {
       const input = this.#nextInput();
-      if (input === undefined) {
+      const idleWaitMs = input === undefined || this.#maxIdleMs === 0 ? 0 : this.#idleWaitMs();
+      if (input === undefined || idleWaitMs > 0) {
         await this.#punctuateWallClock();
-        const fetched = await this.#fill();
+        const fetched = await this.#fill(idleWaitMs);
         if (fetched === 0 && this.#commitDue()) await this.#commit();
         continue;
       }
@@ -266,8 +273,27 @@ export class StreamTask {
     return best;
   }
 
-  /** Fetches into every empty buffer; waits (bounded) only when nothing at all is buffered. */
-  async #fill(): Promise<number> {
+  /**
+   * While some input has records and another has none: how much longer to wait for the dry one (`maxTaskIdleMs`
+   * from when it was first found dry; records arriving end the wait), or 0 to go on without it.
+   */
+  #idleWaitMs(): number {
+    let wait = 0;
+    let now: number | undefined;
+    for (const input of this.#inputs) {
+      if (input.index < input.records.length) continue;
+      now ??= performance.now();
+      input.drySince ??= now;
+      wait = Math.max(wait, input.drySince + this.#maxIdleMs - now);
+    }
+    return wait;
+  }
+
+  /**
+   * Fetches into every empty buffer. Waits (bounded) when nothing at all is buffered, or up to `idleWaitMs` for a
+   * dry input while others have records.
+   */
+  async #fill(idleWaitMs = 0): Promise<number> {
     const empty = this.#inputs.filter((i) => i.index >= i.records.length);
     if (empty.length === 0) return 0;
     const anyBuffered = empty.length < this.#inputs.length;
@@ -276,7 +302,7 @@ export class StreamTask {
       : this.#config.pollMaxWaitMs;
     const nextPunctuation = this.executor.nextWallClockDueMs();
     const untilPunctuation = nextPunctuation === undefined ? Infinity : Math.max(0, nextPunctuation - this.#env.wallClockMs());
-    const maxWaitMs = anyBuffered ? 0 : Math.min(this.#config.pollMaxWaitMs, untilCommit, untilPunctuation);
+    const maxWaitMs = Math.min(anyBuffered ? idleWaitMs : this.#config.pollMaxWaitMs, this.#config.pollMaxWaitMs, untilCommit, untilPunctuation);
     // With several inputs, the first read that brings records wakes the others: records waiting in one input are not
     // held back. One input needs no wake-up of its own (and no AbortController per fetch): only a stop ends its wait.
     const wake = empty.length > 1 ? new AbortController() : undefined;
@@ -307,6 +333,7 @@ export class StreamTask {
         }
         input.records = batch.records;
         input.index = 0;
+        input.drySince = undefined;
         fetched += batch.records.length;
         this.executor.noteInput(this.#env.wallClockMs());
       }

@@ -88,6 +88,8 @@ export interface Subtopology {
 export interface TopologyDescription {
   readonly applicationId: string;
   readonly allowedLatenessMs: number;
+  /** Present when set (above 0): see `TopologyOptions.maxTaskIdleMs`. */
+  readonly maxTaskIdleMs?: number;
   readonly lateRecordsTopic: string;
   readonly subtopologies: ReadonlyArray<{
     readonly id: number;
@@ -135,11 +137,21 @@ export interface TopologyOptions {
    * minus this. Added to every window's grace.
    */
   readonly allowedLatenessMs?: number;
+  /**
+   * How long a task with several inputs waits for one that has run dry, while another has records, before it goes
+   * on without it (Kafka Streams' `max.task.idle.ms`). Records are taken in timestamp order across inputs only
+   * while each has some in hand: an input whose upstream is slower (a join of a derived topic with a raw one, while
+   * a backlog drains) otherwise falls behind, the other input runs stream time ahead, and its records come late.
+   * The wait ends as soon as records arrive; once it has run out, the task goes on until the input has records
+   * again. 0 (the default): no wait.
+   */
+  readonly maxTaskIdleMs?: number;
 }
 
 export class Topology {
   readonly applicationId: string;
   readonly allowedLatenessMs: number;
+  readonly maxTaskIdleMs: number;
   readonly nodes: ReadonlyMap<string, NodeSpec>;
   readonly children: ReadonlyMap<string, readonly string[]>;
   readonly stores: ReadonlyMap<string, StoreSpec>;
@@ -160,6 +172,9 @@ export class Topology {
     const lateness = options.allowedLatenessMs ?? 0;
     if (!Number.isSafeInteger(lateness) || lateness < 0) throw invalid(`allowedLatenessMs must be a non-negative integer, got ${lateness}`);
     this.allowedLatenessMs = lateness;
+    const idle = options.maxTaskIdleMs ?? 0;
+    if (!Number.isSafeInteger(idle) || idle < 0) throw invalid(`maxTaskIdleMs must be a non-negative integer, got ${idle}`);
+    this.maxTaskIdleMs = idle;
     const byName = new Map<string, NodeSpec>();
     const children = new Map<string, string[]>();
     for (const node of nodes) {
@@ -302,6 +317,7 @@ export class Topology {
     return {
       applicationId: this.applicationId,
       allowedLatenessMs: this.allowedLatenessMs,
+      ...(this.maxTaskIdleMs > 0 ? { maxTaskIdleMs: this.maxTaskIdleMs } : {}),
       lateRecordsTopic: this.lateRecordsTopic,
       subtopologies: this.subtopologies.map((sub) => ({
         id: sub.id,

@@ -10,13 +10,21 @@ import { Topics, type Feedback, type Outcome, type Prediction } from './contract
 export const LABEL_WINDOW_MS = 60 * 60 * 1000;
 
 /**
+ * How long the join waits for predictions when it has labels in hand and no predictions (`maxTaskIdleMs`).
+ * Predictions come through features and scoring, labels straight from ingest: while a backlog drains, labels are
+ * read far ahead of the predictions they judge, and without the wait stream time would run past those predictions'
+ * grace and drop them as late.
+ */
+export const OUTCOMES_MAX_TASK_IDLE_MS = 30_000;
+
+/**
  * Feedback joined to the predictions it judges: each label (keyed by transaction id, arriving minutes or hours
  * later) meets its prediction within `LABEL_WINDOW_MS` of event time, and the outcome goes to `outcomes`, keyed by
  * model, for live metrics and the canary decisions. It carries the transaction's country and amount, so metrics can
  * be sliced by them.
  */
-export function outcomesTopology(options: { applicationId?: string; registry?: SchemaRegistry } = {}): StreamsBuilder {
-  const builder = new StreamsBuilder(options.applicationId ?? 'outcomes');
+export function outcomesTopology(options: { applicationId?: string; registry?: SchemaRegistry; maxTaskIdleMs?: number } = {}): StreamsBuilder {
+  const builder = new StreamsBuilder(options.applicationId ?? 'outcomes', { maxTaskIdleMs: options.maxTaskIdleMs ?? OUTCOMES_MAX_TASK_IDLE_MS });
   const predictions = builder.stream<string, Prediction>(Topics.predictions, {
     name: 'predictions',
     valueSerde: Serdes.json<Prediction>(),
@@ -51,6 +59,8 @@ export function outcomesTopology(options: { applicationId?: string; registry?: S
   return builder;
 }
 
-export default function outcomes({ registry }: TopologyContext): StreamsBuilder {
-  return outcomesTopology({ registry });
+/** Options (the config's `topologies[].options`): `maxTaskIdleMs`, a non-negative integer. */
+export default function outcomes({ registry, options }: TopologyContext): StreamsBuilder {
+  const idle = options['maxTaskIdleMs'];
+  return outcomesTopology({ registry, ...(typeof idle === 'number' ? { maxTaskIdleMs: idle } : {}) });
 }
