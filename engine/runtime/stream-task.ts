@@ -302,7 +302,7 @@ export class StreamTask {
       : this.#config.pollMaxWaitMs;
     const nextPunctuation = this.executor.nextWallClockDueMs();
     const untilPunctuation = nextPunctuation === undefined ? Infinity : Math.max(0, nextPunctuation - this.#env.wallClockMs());
-    const maxWaitMs = Math.min(anyBuffered ? idleWaitMs : this.#config.pollMaxWaitMs, this.#config.pollMaxWaitMs, untilCommit, untilPunctuation);
+    const maxWaitMs = Math.min(anyBuffered ? idleWaitMs : Infinity, this.#config.pollMaxWaitMs, untilCommit, untilPunctuation);
     // With several inputs, the first read that brings records wakes the others: records waiting in one input are not
     // held back. One input needs no wake-up of its own (and no AbortController per fetch): only a stop ends its wait.
     const wake = empty.length > 1 ? new AbortController() : undefined;

@@ -218,10 +218,11 @@ export class RetrainingController implements Processor<string, Input, string, Tr
       return;
     }
     const { minSamples, minPositives, maxSamples, alpha } = this.#options;
-    const evidence = `stage ${stage.percent}%: log loss canary ${canary.mean.toFixed(4)} (n=${canary.n}, ${positives.canary} fraud) vs stable ${stable.mean.toFixed(4)} (n=${stable.n}, ${positives.stable} fraud)`;
+    // Built only for a decision: most outcomes decide nothing.
+    const evidence = (): string => `stage ${stage.percent}%: log loss canary ${canary.mean.toFixed(4)} (n=${canary.n}, ${positives.canary} fraud) vs stable ${stable.mean.toFixed(4)} (n=${stable.n}, ${positives.stable} fraud)`;
     if (canary.n < minSamples || stable.n < minSamples || positives.canary < minPositives || positives.stable < minPositives) {
       if (canary.n >= maxSamples) {
-        emit({ type: 'ModelRolledBack', model: outcome.model, version: stage.version, reason: `too few outcomes to judge after ${canary.n}: ${evidence}`, at });
+        emit({ type: 'ModelRolledBack', model: outcome.model, version: stage.version, reason: `too few outcomes to judge after ${canary.n}: ${evidence()}`, at });
         setStage(null);
       } else {
         setStage({ ...stage, canary, stable, positives });
@@ -233,14 +234,14 @@ export class RetrainingController implements Processor<string, Input, string, Tr
     if (better < alpha) {
       const next = CANARY_STAGES[CANARY_STAGES.indexOf(stage.percent as (typeof CANARY_STAGES)[number]) + 1];
       if (next === undefined || next === 100) {
-        emit({ type: 'ModelPromoted', model: outcome.model, version: stage.version, at, evidence: `${evidence}, p = ${better.toExponential(2)}` });
+        emit({ type: 'ModelPromoted', model: outcome.model, version: stage.version, at, evidence: `${evidence()}, p = ${better.toExponential(2)}` });
         setStage(null);
       } else {
         emit({ type: 'CanaryStarted', model: outcome.model, version: stage.version, percent: next, at });
         setStage({ version: stage.version, percent: next, startedAt: Date.parse(outcome.at), canary: EMPTY_SUMMARY, stable: EMPTY_SUMMARY, positives: NO_POSITIVES });
       }
     } else if (worse < alpha || canary.n >= maxSamples) {
-      const reason = worse < alpha ? `worse on feedback: ${evidence}, p = ${worse.toExponential(2)}` : `no significant difference after ${canary.n} outcomes: ${evidence}`;
+      const reason = worse < alpha ? `worse on feedback: ${evidence()}, p = ${worse.toExponential(2)}` : `no significant difference after ${canary.n} outcomes: ${evidence()}`;
       emit({ type: 'ModelRolledBack', model: outcome.model, version: stage.version, reason, at });
       setStage(null);
     } else {
